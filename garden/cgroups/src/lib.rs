@@ -1,0 +1,1 @@
+//! cgroup management for garden containers (v1 hybrid and v2).

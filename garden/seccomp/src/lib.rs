@@ -1,0 +1,1 @@
+//! seccomp profiles for garden containers.

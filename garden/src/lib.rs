@@ -1,0 +1,1 @@
+//! garden: the container runtime.

@@ -1,0 +1,1 @@
+//! End-to-end tests of the whole platform live here as the parts arrive.
