@@ -1,0 +1,36 @@
+# Entry points: `make run` (the platform's main job on this machine) and
+# `make test` (the whole suite). Both install what they need first.
+
+CARGO ?= cargo
+export GARDEN_TEST_ROOTFS ?= $(CURDIR)/rootfs/out/busybox
+
+.PHONY: deps rootfs build run test lint unit bench clean
+
+deps:
+	@scripts/deps.sh
+
+rootfs: deps
+	@rootfs/build.sh all
+
+build: deps
+	$(CARGO) build --release --workspace
+
+run: rootfs build
+	@scripts/demo.sh
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The whole suite: lints, unit tests and the privileged integration tests
+# (they need root: real namespaces, cgroups and mounts).
+test: rootfs lint
+	$(CARGO) test --workspace --release
+	@scripts/bench-smoke.sh
+
+bench: rootfs build
+	target/release/garden-bench --rootfs $(GARDEN_TEST_ROOTFS)
+
+clean:
+	$(CARGO) clean
+	rm -rf rootfs/out

@@ -1,0 +1,50 @@
+//! `run`: create, start, wait (forwarding signals), delete.
+
+use nix::unistd::Pid;
+
+use super::super::process::create::CreateOptions;
+use super::wait::{catch_signals, wait_forwarding};
+use super::{ContainerError, Runtime};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub create: CreateOptions,
+    /// Return once started; the container keeps running.
+    pub detach: bool,
+    /// Keep the container's record after it exits (runc `--keep`).
+    pub keep: bool,
+}
+
+impl Runtime {
+    /// Runs a container to completion; returns the shell status of its
+    /// program (exit code, or 128 + signal).
+    pub fn run(&self, opts: &RunOptions) -> Result<i32, ContainerError> {
+        // Init is re-parented to us when stage 1 exits, so we can wait for it.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|source| ContainerError::Sys { step: "prctl(PR_SET_CHILD_SUBREAPER)", source })?;
+        let signals = if opts.detach { None } else { Some(catch_signals()?) };
+        let record = self.create(&opts.create)?;
+        if let Err(e) = self.start(&record.id) {
+            let _ = self.delete(&record.id, true);
+            return Err(e);
+        }
+        let Some(signals) = signals else {
+            return Ok(0);
+        };
+        let ended = wait_forwarding(Pid::from_raw(record.pid), &signals)?;
+        let status = self
+            .root
+            .exit_record(&record.id)
+            .filter(|r| r.exit_code.is_some() || r.signal.is_some())
+            .map(|r| r.shell_status())
+            .unwrap_or(ended.shell_status());
+        if !opts.keep {
+            self.delete(&record.id, true)?;
+        }
+        Ok(status)
+    }
+
+    pub fn create(&self, opts: &CreateOptions) -> Result<super::super::state::Record, ContainerError> {
+        Ok(super::super::process::create::create(&self.root, opts)?)
+    }
+}

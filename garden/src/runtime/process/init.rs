@@ -1,0 +1,265 @@
+//! The container's init: finishes set-up inside the namespaces, waits for
+//! `start`, runs the program as its child, forwards signals to it, reaps
+//! every zombie, and records how the program ended.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use super::super::hooks::{self, HookError};
+use super::super::rootfs::{self, RootfsError, Setup};
+use super::super::state::ExitRecord;
+use super::super::sys;
+use super::super::sysctl::{self, SysctlError};
+use super::channel::{Channel, ChannelError, Message};
+use super::console::{self, ConsoleError};
+use super::context::InitContext;
+use super::timings::Timings;
+use super::user::ProcessError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{step}: {source}")]
+    Sys {
+        step: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+fn sys_err(step: &'static str) -> impl FnOnce(nix::Error) -> InitError {
+    move |source| InitError::Sys { step, source }
+}
+
+/// Runs init; never returns.
+pub fn run(ctx: &InitContext, ch: Channel) -> ! {
+    let signals = match block_signals() {
+        Ok(s) => s,
+        Err(e) => fail(&ch, &e),
+    };
+    let (program, pty) = match set_up(ctx, &ch) {
+        Ok(p) => p,
+        Err(e) => fail(&ch, &e),
+    };
+    // From here on nobody listens on the channel; close our end so the
+    // parent sees end-of-file if it is still waiting.
+    drop(ch);
+    if !wait_for_start(ctx, &signals) {
+        sys::exit_now(0);
+    }
+    let record = run_program(ctx, &program, pty.as_ref(), &signals);
+    write_exit(ctx, &record);
+    sys::exit_now(record.shell_status());
+}
+
+fn fail(ch: &Channel, err: &dyn std::fmt::Display) -> ! {
+    let _ = ch.send(&Message::Failed(err.to_string()));
+    sys::exit_now(1);
+}
+
+fn block_signals() -> Result<SignalFd, InitError> {
+    let all = SigSet::all();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).map_err(sys_err("blocking signals"))?;
+    SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).map_err(sys_err("signalfd"))
+}
+
+/// Everything between the namespaces and `start`.
+fn set_up(ctx: &InitContext, ch: &Channel) -> Result<(PathBuf, Option<console::Pty>), InitError> {
+    let mut t = Timings {
+        namespaces_us: (sys::monotonic_ns().saturating_sub(ctx.forked_at_ns)) / 1000,
+        ..Timings::default()
+    };
+    let mounts_start = sys::monotonic_ns();
+    let spec = &ctx.bundle.spec;
+    if let Some(name) = spec.hostname() {
+        nix::unistd::sethostname(name).map_err(sys_err("setting the hostname"))?;
+    }
+    ctx.process.apply_limits()?;
+    let root = rootfs::prepare(&Setup {
+        spec,
+        bundle_dir: &ctx.bundle.dir,
+        rootfs: &ctx.bundle.rootfs,
+        in_user_namespace: ctx.in_user_namespace,
+        cgroups: &ctx.cgroups,
+    })?;
+    if ctx.pause_for_hooks {
+        ch.send(&Message::RuntimeHooks)?;
+        match ch.expect("the parent's hooks")? {
+            Message::HooksDone(state) => hooks::run_all("createContainer", &ctx.create_container_hooks, &state)?,
+            got => return Err(ChannelError::Unexpected { wanted: "hooks-done", got }.into()),
+        }
+    }
+    rootfs::pivot_root(&root)?;
+    if let Some(domain) = spec.domainname() {
+        std::fs::write("/proc/sys/kernel/domainname", domain).map_err(|source| SysctlError::Write {
+            key: "kernel.domainname".into(),
+            value: domain.clone(),
+            path: "/proc/sys/kernel/domainname".into(),
+            source,
+        })?;
+    }
+    if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        sysctl::apply(sysctls)?;
+    }
+    rootfs::finish(spec)?;
+    let pty = if ctx.process.terminal {
+        let pty = console::open_pty()?;
+        if let Some(sock) = &ctx.console_socket {
+            console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path.display().to_string())?;
+        }
+        Some(pty)
+    } else {
+        None
+    };
+    let program = ctx.process.resolve_program()?;
+    t.mounts_us = (sys::monotonic_ns() - mounts_start) / 1000;
+    ch.send(&Message::Ready(t))?;
+    Ok((program, pty))
+}
+
+/// Waits for `start` (a byte in the FIFO). Returns false when a signal told
+/// the created container to go away first.
+fn wait_for_start(ctx: &InitContext, signals: &SignalFd) -> bool {
+    loop {
+        let mut fds = [
+            PollFd::new(ctx.fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => {}
+        }
+        if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            if let Ok(Some(info)) = signals.read_signal() {
+                if info.ssi_signo != Signal::SIGCHLD as u32 && info.ssi_signo != Signal::SIGWINCH as u32 {
+                    return false;
+                }
+                reap_all(None);
+            }
+        }
+        if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)) {
+            let mut byte = [0u8; 1];
+            let mut f = std::fs::File::from(ctx.fifo.try_clone().unwrap_or_else(|_| sys::exit_now(1)));
+            return matches!(f.read(&mut byte), Ok(1));
+        }
+    }
+}
+
+/// Forks the program, waits for its `execve`, then forwards signals and
+/// reaps until it exits.
+fn run_program(ctx: &InitContext, program: &PathBuf, pty: Option<&console::Pty>, signals: &SignalFd) -> ExitRecord {
+    let started = sys::monotonic_ns();
+    let _ = hooks::run_all("startContainer", &ctx.start_container_hooks, "{}");
+    // A close-on-exec pipe: end-of-file means execve succeeded, bytes are
+    // the error that prevented it.
+    let Ok((err_r, err_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return exec_failed("creating the exec error pipe".into());
+    };
+    let child = match sys::fork() {
+        Err(e) => return exec_failed(format!("fork of the program: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(err_r);
+            let res = exec_child(ctx, program, pty);
+            let msg = match res {
+                Err(e) => e.to_string(),
+                Ok(never) => match never {},
+            };
+            let _ = std::fs::File::from(err_w).write_all(msg.as_bytes());
+            sys::exit_now(127);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(err_w);
+    let mut msg = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    let exec_us = (sys::monotonic_ns() - started) / 1000;
+    let mut record = wait_program(child, signals);
+    record.exec_us = exec_us;
+    if !msg.is_empty() {
+        eprintln!("garden-runc: {msg}");
+        record.error = Some(msg);
+    }
+    record
+}
+
+fn exec_child(ctx: &InitContext, program: &PathBuf, pty: Option<&console::Pty>) -> Result<std::convert::Infallible, InitError> {
+    if let Some(pty) = pty {
+        let slave: OwnedFd = console::open_slave(pty)?;
+        super::user::attach_terminal(slave.as_raw_fd(), ctx.process.console_size)?;
+    }
+    Ok(ctx.process.exec(program)?)
+}
+
+fn exec_failed(error: String) -> ExitRecord {
+    ExitRecord {
+        exit_code: Some(127),
+        error: Some(error),
+        ..ExitRecord::default()
+    }
+}
+
+fn wait_program(child: Pid, signals: &SignalFd) -> ExitRecord {
+    loop {
+        if let Some(record) = reap_all(Some(child)) {
+            return record;
+        }
+        let Ok(Some(info)) = signals.read_signal() else {
+            continue;
+        };
+        let signo = info.ssi_signo as i32;
+        if signo != libc::SIGCHLD {
+            let _ = sys::kill_raw(child, signo);
+        }
+    }
+}
+
+/// Reaps every exited child; returns the program's record if it was among
+/// them.
+fn reap_all(program: Option<Pid>) -> Option<ExitRecord> {
+    let mut found = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if Some(pid) == program => {
+                found = Some(ExitRecord {
+                    exit_code: Some(code),
+                    ..ExitRecord::default()
+                })
+            }
+            Ok(WaitStatus::Signaled(pid, sig, core)) if Some(pid) == program => {
+                found = Some(ExitRecord {
+                    signal: Some(sig as i32),
+                    core_dumped: core,
+                    ..ExitRecord::default()
+                })
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn write_exit(ctx: &InitContext, record: &ExitRecord) {
+    let bytes = serde_json::to_vec(record).unwrap_or_default();
+    let mut f = std::fs::File::from(ctx.exit_file.try_clone().unwrap_or_else(|_| sys::exit_now(1)));
+    let _ = f.write_all(&bytes);
+    let _ = f.sync_data();
+}

@@ -1,0 +1,65 @@
+//! Stage 1: the first child. Joins existing namespaces, creates the user
+//! namespace (the parent writes its maps), creates the rest, and forks the
+//! container's init into the new pid namespace.
+
+use nix::unistd::{ForkResult, Gid, Uid};
+
+use super::super::namespaces::{self, NamespaceError, Plan};
+use super::super::sys;
+use super::channel::{Channel, ChannelError, Message};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Stage1Error {
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("{step}: {source}")]
+    Sys {
+        step: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// What stage 1 hands on: `Some(())` in the process that must go on as the
+/// container's process (init, or the exec'd program); `None` in a stage-1
+/// process that has done its job and must exit.
+pub fn enter(plan: &Plan, ch: &Channel) -> Result<Option<()>, Stage1Error> {
+    let sys_err = |step| move |source| Stage1Error::Sys { step, source };
+    // Nobody inside the container may read our memory or descriptors
+    // through /proc/<pid>/ (we are still the runtime binary).
+    nix::sys::prctl::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    plan.join_existing()?;
+    if plan.new_user {
+        namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        ch.send(&Message::UserNamespaceReady)?;
+    }
+    match ch.expect("the parent to proceed")? {
+        Message::Proceed => {}
+        got => return Err(ChannelError::Unexpected { wanted: "proceed", got }.into()),
+    }
+    if plan.new_user {
+        // Become root of the new namespace (when 0 is mapped) so files we
+        // create are owned by the container's root.
+        let _ = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0));
+        let _ = nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0));
+    }
+    namespaces::unshare(plan.create)?;
+    if plan.new_cgroup {
+        // After the parent put us in the container's cgroup: it becomes our
+        // cgroup namespace's root.
+        namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)?;
+    }
+    if !plan.enters_pid_namespace {
+        ch.send(&Message::InitPid(nix::unistd::getpid().as_raw()))?;
+        return Ok(Some(()));
+    }
+    match sys::fork().map_err(sys_err("fork into the pid namespace"))? {
+        ForkResult::Child => Ok(Some(())),
+        ForkResult::Parent { child } => {
+            ch.send(&Message::InitPid(child.as_raw()))?;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# A short benchmark run inside the test suite, so the benchmark itself never
+# rots: a few iterations, figures printed, no timing assertions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target/release/garden-bench --rootfs "${GARDEN_TEST_ROOTFS:-rootfs/out/busybox}" --iterations 20 --warmup 3
