@@ -162,15 +162,25 @@ fn rootfs_source(spec: &Spec, target: PathBuf) -> Result<RootfsSource, BundleErr
     let Some(lower) = annotation(spec, ANNOTATION_LOWER) else {
         return Ok(RootfsSource::Dir(target));
     };
-    let upper = annotation(spec, ANNOTATION_UPPER)
-        .ok_or(BundleError::IncompleteOverlay(ANNOTATION_LOWER, ANNOTATION_UPPER))?;
-    let work = annotation(spec, ANNOTATION_WORK)
-        .ok_or(BundleError::IncompleteOverlay(ANNOTATION_LOWER, ANNOTATION_WORK))?;
-    let lower: Vec<PathBuf> = lower.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+    let upper = annotation(spec, ANNOTATION_UPPER).ok_or(BundleError::IncompleteOverlay(
+        ANNOTATION_LOWER,
+        ANNOTATION_UPPER,
+    ))?;
+    let work = annotation(spec, ANNOTATION_WORK).ok_or(BundleError::IncompleteOverlay(
+        ANNOTATION_LOWER,
+        ANNOTATION_WORK,
+    ))?;
+    let lower: Vec<PathBuf> = lower
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
     if lower.is_empty() || lower.iter().any(|p| !p.is_absolute()) {
         return Err(BundleError::BadAnnotation {
             name: ANNOTATION_LOWER,
-            value: annotation(spec, ANNOTATION_LOWER).cloned().unwrap_or_default(),
+            value: annotation(spec, ANNOTATION_LOWER)
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     Ok(RootfsSource::Overlay {

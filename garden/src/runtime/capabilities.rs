@@ -25,12 +25,15 @@ pub struct CapabilitySets {
     pub ambient: CapsHashSet,
 }
 
-fn convert(set: Option<&std::collections::HashSet<oci_spec::runtime::Capability>>) -> Result<CapsHashSet, CapabilityError> {
+fn convert(
+    set: Option<&std::collections::HashSet<oci_spec::runtime::Capability>>,
+) -> Result<CapsHashSet, CapabilityError> {
     set.into_iter()
         .flatten()
         .map(|c| {
             let name = format!("CAP_{c}");
-            name.parse::<Capability>().map_err(|_| CapabilityError::Unknown(name))
+            name.parse::<Capability>()
+                .map_err(|_| CapabilityError::Unknown(name))
         })
         .collect()
 }
@@ -49,9 +52,14 @@ impl CapabilitySets {
     /// Drops everything outside the bounding set. Needs CAP_SETPCAP, so it
     /// runs before the switch to the container's user.
     pub fn drop_bounding(&self) -> Result<(), CapabilityError> {
-        let err = |source| CapabilityError::Set { set: "bounding", source };
+        let err = |source| CapabilityError::Set {
+            set: "bounding",
+            source,
+        };
         for cap in caps::all() {
-            if !self.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            if !self.bounding.contains(&cap)
+                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+            {
                 caps::drop(None, CapSet::Bounding, cap).map_err(err)?;
             }
         }
@@ -62,7 +70,8 @@ impl CapabilitySets {
     /// switch to the container's user (with keep-caps set).
     pub fn apply(&self) -> Result<(), CapabilityError> {
         let set = |which: CapSet, name: &'static str, value: &CapsHashSet| {
-            caps::set(None, which, value).map_err(|source| CapabilityError::Set { set: name, source })
+            caps::set(None, which, value)
+                .map_err(|source| CapabilityError::Set { set: name, source })
         };
         // Order matters: inheritable while CAP_SETPCAP is still effective;
         // effective before permitted shrinks below it.

@@ -48,7 +48,12 @@ fn run(kind: &'static str, hook: &Hook, state_json: &str) -> Result<(), HookErro
         cmd.arg0(argv0).args(rest);
     }
     cmd.env_clear()
-        .envs(hook.env().iter().flatten().filter_map(|kv| kv.split_once('=')))
+        .envs(
+            hook.env()
+                .iter()
+                .flatten()
+                .filter_map(|kv| kv.split_once('=')),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -61,7 +66,10 @@ fn run(kind: &'static str, hook: &Hook, state_json: &str) -> Result<(), HookErro
         // A hook that ignores its input may close it early; that is fine.
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let deadline = hook.timeout().filter(|t| *t > 0).map(|t| (t, Instant::now() + Duration::from_secs(t as u64)));
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| (t, Instant::now() + Duration::from_secs(t as u64)));
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -89,6 +97,10 @@ fn run(kind: &'static str, hook: &Hook, state_json: &str) -> Result<(), HookErro
         kind,
         path,
         status: status.to_string(),
-        stderr: if stderr.is_empty() { String::new() } else { format!(": {stderr}") },
+        stderr: if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {stderr}")
+        },
     })
 }

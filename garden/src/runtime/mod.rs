@@ -7,8 +7,8 @@
 
 pub mod bundle;
 pub mod capabilities;
-mod device_rules;
 pub mod container;
+mod device_rules;
 pub mod hooks;
 pub mod namespaces;
 pub mod oci_state;
@@ -16,8 +16,8 @@ pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod state;
-pub mod sysctl;
 mod sys;
+pub mod sysctl;
 
 pub use container::{ContainerError, Inspection, RunOptions, Runtime};
 pub use process::create::CreateOptions;

@@ -133,7 +133,10 @@ impl Plan {
                 plan.enters_pid_namespace = true;
             }
         }
-        if let Some(ns) = namespaces.iter().find(|n| n.typ() == LinuxNamespaceType::Time) {
+        if let Some(ns) = namespaces
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Time)
+        {
             if ns.path().is_some() {
                 return Err(NamespaceError::Unsupported("time (by path)"));
             }

@@ -27,13 +27,22 @@ pub struct OciState<'a> {
 
 pub const OCI_VERSION: &str = "1.2.0";
 
-pub fn build<'a>(record: &'a Record, status: Status, exit: Option<ExitRecord>, oom_killed: bool) -> OciState<'a> {
+pub fn build<'a>(
+    record: &'a Record,
+    status: Status,
+    exit: Option<ExitRecord>,
+    oom_killed: bool,
+) -> OciState<'a> {
     OciState {
         oci_version: OCI_VERSION,
         id: &record.id,
         status,
         // A stopped container has no pid (runc prints 0).
-        pid: if status == Status::Stopped { 0 } else { record.pid },
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            record.pid
+        },
         bundle: &record.bundle,
         rootfs: &record.rootfs,
         created: &record.created,

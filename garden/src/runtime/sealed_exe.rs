@@ -42,10 +42,14 @@ pub fn reexec_sealed() -> Result<(), SealedExeError> {
     }
     let err = |step| move |source| SealedExeError::Clone { step, source };
     let mut exe = std::fs::File::open("/proc/self/exe").map_err(err("opening /proc/self/exe"))?;
-    let fd = memfd_create(NAME, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).map_err(|e| err("memfd_create")(e.into()))?;
+    let fd = memfd_create(NAME, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|e| err("memfd_create")(e.into()))?;
     let mut copy = std::fs::File::from(fd);
     io::copy(&mut exe, &mut copy).map_err(err("copying the binary"))?;
-    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(|e| err("sealing")(e.into()))?;
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())

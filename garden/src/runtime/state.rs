@@ -305,13 +305,19 @@ mod tests {
     fn own_start_time_is_readable() {
         let me = std::process::id() as i32;
         assert!(process_start_time(me).is_some());
-        assert_eq!(process_state(me), Some('R'));
+        assert!(matches!(process_state(me), Some('R' | 'S')));
     }
 
     #[test]
     fn shell_status_follows_the_convention() {
-        let exited = ExitRecord { exit_code: Some(3), ..Default::default() };
-        let killed = ExitRecord { signal: Some(9), ..Default::default() };
+        let exited = ExitRecord {
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        let killed = ExitRecord {
+            signal: Some(9),
+            ..Default::default()
+        };
         assert_eq!(exited.shell_status(), 3);
         assert_eq!(killed.shell_status(), 137);
     }

@@ -36,7 +36,8 @@ fn allowed(key: &str, private: Private) -> bool {
         "kernel.shmmax",
         "kernel.shmmni",
     ];
-    (private.ipc && (IPC.contains(&key) || key == "kernel.shm_rmid_forced" || key.starts_with("fs.mqueue.")))
+    (private.ipc
+        && (IPC.contains(&key) || key == "kernel.shm_rmid_forced" || key.starts_with("fs.mqueue.")))
         || (private.net && key.starts_with("net."))
         || (private.uts && matches!(key, "kernel.hostname" | "kernel.domainname"))
 }

@@ -25,15 +25,27 @@ fn main() {
         // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
         "keyctl" => verdict(probe::keyctl()),
         "unshare-user" => verdict(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)),
-        "mount" => verdict(nix::mount::mount(Some("tmpfs"), "/tmp", Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)),
-        "ptrace" => verdict(nix::sys::ptrace::attach(nix::unistd::Pid::from_raw(arg(1).parse().unwrap_or(1)))),
+        "mount" => verdict(nix::mount::mount(
+            Some("tmpfs"),
+            "/tmp",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )),
+        "ptrace" => verdict(nix::sys::ptrace::attach(nix::unistd::Pid::from_raw(
+            arg(1).parse().unwrap_or(1),
+        ))),
         "open-write" => match std::fs::OpenOptions::new().write(true).open(arg(1)) {
             Ok(_) => "ok".into(),
             Err(e) => errno_name(e),
         },
         "fds" => {
             let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-                .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
             fds.sort();
             fds.join(" ")
@@ -52,7 +64,14 @@ mod probe {
         const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
         // SAFETY: keyctl with these integer arguments reads and writes no
         // memory of ours.
-        let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) };
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_GET_KEYRING_ID,
+                KEY_SPEC_SESSION_KEYRING,
+                0,
+            )
+        };
         nix::errno::Errno::result(ret).map(drop)
     }
 }

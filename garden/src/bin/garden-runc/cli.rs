@@ -8,7 +8,11 @@ use garden::runtime::container::kill::parse_signal;
 use garden::runtime::{CreateOptions, RunOptions, Runtime};
 
 #[derive(Debug, Parser)]
-#[command(name = "garden-runc", version, about = "garden's OCI container runtime, with runc's command line")]
+#[command(
+    name = "garden-runc",
+    version,
+    about = "garden's OCI container runtime, with runc's command line"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -132,7 +136,10 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 
 impl Command {
     pub fn enters_container(&self) -> bool {
-        matches!(self, Command::Create(_) | Command::Run { .. } | Command::Exec(_))
+        matches!(
+            self,
+            Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+        )
     }
 }
 
@@ -151,11 +158,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&c.oci())?);
         }
         Command::Kill { all, id, signal } => {
-            let sig = parse_signal(&signal).with_context(|| format!("unknown signal {signal:?}"))?;
+            let sig =
+                parse_signal(&signal).with_context(|| format!("unknown signal {signal:?}"))?;
             rt.kill(&id, sig, all)?;
         }
         Command::Delete { force, id } => rt.delete(&id, force)?,
-        Command::Run { create, detach, keep } => {
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => {
             return Ok(rt.run(&RunOptions {
                 create: create.options()?,
                 detach,
@@ -182,10 +194,21 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
             println!("{}", serde_json::to_string(&states)?);
         }
         "table" => {
-            println!("{:<24} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<24} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for c in &all {
                 let s = c.oci();
-                println!("{:<24} {:<8} {:<10} {:<40} {:<32} {}", s.id, s.pid, s.status, s.bundle.display(), s.created, s.owner);
+                println!(
+                    "{:<24} {:<8} {:<10} {:<40} {:<32} {}",
+                    s.id,
+                    s.pid,
+                    s.status,
+                    s.bundle.display(),
+                    s.created,
+                    s.owner
+                );
             }
         }
         other => bail!("unknown format {other:?}: use table or json"),
@@ -201,7 +224,11 @@ fn ps(rt: &Runtime, format: &str, id: &str) -> Result<()> {
             println!("{:<8} CMD", "PID");
             for pid in pids {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmd: Vec<String> = cmd.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+                let cmd: Vec<String> = cmd
+                    .split(|b| *b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect();
                 println!("{pid:<8} {}", cmd.join(" "));
             }
         }
@@ -216,6 +243,7 @@ fn spec(bundle: &std::path::Path) -> Result<()> {
         bail!("{} already exists; remove it first", path.display());
     }
     let spec = oci_spec::runtime::Spec::default();
-    std::fs::write(&path, serde_json::to_vec_pretty(&spec)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

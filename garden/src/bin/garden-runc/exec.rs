@@ -54,7 +54,11 @@ pub fn run(rt: &Runtime, a: ExecArgs) -> Result<i32> {
     let spec = rt.spec(&a.id)?;
     let process = build_process(&spec, &a)?;
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-    let signals = if a.detach { None } else { Some(catch_signals()?) };
+    let signals = if a.detach {
+        None
+    } else {
+        Some(catch_signals()?)
+    };
     let pid = spawn(&ExecRequest {
         init_pid: c.record.pid,
         cgroup_path: c.record.cgroup_path.clone(),
@@ -75,7 +79,8 @@ pub fn run(rt: &Runtime, a: ExecArgs) -> Result<i32> {
 fn build_process(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process> {
     if let Some(path) = &a.process {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return serde_json::from_slice(&bytes).with_context(|| format!("invalid process file {}", path.display()));
+        return serde_json::from_slice(&bytes)
+            .with_context(|| format!("invalid process file {}", path.display()));
     }
     if a.command.is_empty() {
         bail!("exec needs a command (or --process FILE)");
@@ -92,7 +97,11 @@ fn build_process(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process
     if let Some(user) = &a.user {
         let (uid, gid) = match user.split_once(':') {
             Some((u, g)) => (u.parse::<u32>()?, g.parse::<u32>()?),
-            None => (user.parse::<u32>().with_context(|| format!("--user {user:?}: want UID[:GID]"))?, 0),
+            None => (
+                user.parse::<u32>()
+                    .with_context(|| format!("--user {user:?}: want UID[:GID]"))?,
+                0,
+            ),
         };
         let mut u = p.user().clone();
         u.set_uid(uid);
@@ -108,8 +117,15 @@ fn build_process(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &a.cap {
-            let c: Capability = name.trim_start_matches("CAP_").parse().with_context(|| format!("unknown capability {name}"))?;
-            for set in [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone()] {
+            let c: Capability = name
+                .trim_start_matches("CAP_")
+                .parse()
+                .with_context(|| format!("unknown capability {name}"))?;
+            for set in [
+                caps.bounding().clone(),
+                caps.effective().clone(),
+                caps.permitted().clone(),
+            ] {
                 let _ = set;
             }
             let mut b = caps.bounding().clone().unwrap_or_default();

@@ -21,8 +21,15 @@ pub fn init(g: &Global) -> Guard {
         if let Ok(mut slot) = LOG_FILE.lock() {
             *slot = Some((path.clone(), json));
         }
-        if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(Mutex::new(file)).with_ansi(false);
+        if let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let b = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(Mutex::new(file))
+                .with_ansi(false);
             if json {
                 b.json().flatten_event(true).init();
             } else {
@@ -31,7 +38,10 @@ pub fn init(g: &Global) -> Guard {
             return Guard;
         }
     }
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     Guard
 }
 
@@ -41,8 +51,14 @@ pub fn error(e: &anyhow::Error) {
     let msg = format!("{e:#}");
     eprintln!("garden-runc: {msg}");
     let Ok(slot) = LOG_FILE.lock() else { return };
-    let Some((path, json)) = slot.as_ref() else { return };
-    let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) else {
+    let Some((path, json)) = slot.as_ref() else {
+        return;
+    };
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
         return;
     };
     let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();

@@ -22,13 +22,19 @@ impl Runtime {
                 wanted: "stop it first or use --force",
             });
         }
-        let cg_err = |source| ContainerError::Cgroup { id: id.into(), source };
+        let cg_err = |source| ContainerError::Cgroup {
+            id: id.into(),
+            source,
+        };
         let cgroup = Cgroup::open(&c.record.cgroup_path).ok();
         if c.status != Status::Stopped {
             match &cgroup {
                 Some(cg) => cg.kill_all().map_err(cg_err)?,
                 None => {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record.pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(c.record.pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
             let deadline = Instant::now() + KILL_GRACE;

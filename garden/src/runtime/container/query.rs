@@ -17,7 +17,12 @@ pub struct Inspection {
 
 impl Inspection {
     pub fn oci(&self) -> OciState<'_> {
-        oci_state::build(&self.record, self.status, self.exit.clone(), self.oom_killed)
+        oci_state::build(
+            &self.record,
+            self.status,
+            self.exit.clone(),
+            self.oom_killed,
+        )
     }
 }
 
@@ -61,8 +66,14 @@ impl Runtime {
     /// Host pids of every process in the container.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>, ContainerError> {
         let record = self.root.load(id)?;
-        let cg = Cgroup::open(&record.cgroup_path).map_err(|source| ContainerError::Cgroup { id: id.into(), source })?;
-        let mut pids = cg.pids().map_err(|source| ContainerError::Cgroup { id: id.into(), source })?;
+        let cg = Cgroup::open(&record.cgroup_path).map_err(|source| ContainerError::Cgroup {
+            id: id.into(),
+            source,
+        })?;
+        let mut pids = cg.pids().map_err(|source| ContainerError::Cgroup {
+            id: id.into(),
+            source,
+        })?;
         pids.sort_unstable();
         Ok(pids)
     }

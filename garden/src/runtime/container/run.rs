@@ -20,9 +20,15 @@ impl Runtime {
     /// program (exit code, or 128 + signal).
     pub fn run(&self, opts: &RunOptions) -> Result<i32, ContainerError> {
         // Init is re-parented to us when stage 1 exits, so we can wait for it.
-        nix::sys::prctl::set_child_subreaper(true)
-            .map_err(|source| ContainerError::Sys { step: "prctl(PR_SET_CHILD_SUBREAPER)", source })?;
-        let signals = if opts.detach { None } else { Some(catch_signals()?) };
+        nix::sys::prctl::set_child_subreaper(true).map_err(|source| ContainerError::Sys {
+            step: "prctl(PR_SET_CHILD_SUBREAPER)",
+            source,
+        })?;
+        let signals = if opts.detach {
+            None
+        } else {
+            Some(catch_signals()?)
+        };
         let record = self.create(&opts.create)?;
         if let Err(e) = self.start(&record.id) {
             let _ = self.delete(&record.id, true);
@@ -44,7 +50,10 @@ impl Runtime {
         Ok(status)
     }
 
-    pub fn create(&self, opts: &CreateOptions) -> Result<super::super::state::Record, ContainerError> {
+    pub fn create(
+        &self,
+        opts: &CreateOptions,
+    ) -> Result<super::super::state::Record, ContainerError> {
         Ok(super::super::process::create::create(&self.root, opts)?)
     }
 }

@@ -19,7 +19,10 @@ impl Runtime {
             });
         }
         let fifo = self.root.dir(id).join(FIFO_FILE);
-        let start_err = |source| ContainerError::Start { id: id.into(), source };
+        let start_err = |source| ContainerError::Start {
+            id: id.into(),
+            source,
+        };
         // Non-blocking: if init died there is no reader and this fails at
         // once (ENXIO) instead of hanging.
         let mut f = std::fs::OpenOptions::new()
@@ -42,7 +45,10 @@ impl Runtime {
     /// The spec the container was created with.
     pub fn spec(&self, id: &str) -> Result<oci_spec::runtime::Spec, ContainerError> {
         let path = self.root.dir(id).join(super::super::state::CONFIG_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| ContainerError::Config { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| ContainerError::Config {
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| ContainerError::Config {
             path,
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),

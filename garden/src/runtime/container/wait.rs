@@ -30,12 +30,23 @@ impl Ended {
 pub fn catch_signals() -> Result<SignalFd, ContainerError> {
     let mut set = SigSet::all();
     // Keep the ones that should still stop or kill us the usual way.
-    for s in [nix::sys::signal::SIGTSTP, nix::sys::signal::SIGTTIN, nix::sys::signal::SIGTTOU] {
+    for s in [
+        nix::sys::signal::SIGTSTP,
+        nix::sys::signal::SIGTTIN,
+        nix::sys::signal::SIGTTOU,
+    ] {
         set.remove(s);
     }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(|source| ContainerError::Sys { step: "blocking signals", source })?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(|source| ContainerError::Sys { step: "signalfd", source })
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|source| {
+        ContainerError::Sys {
+            step: "blocking signals",
+            source,
+        }
+    })?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(|source| ContainerError::Sys {
+        step: "signalfd",
+        source,
+    })
 }
 
 /// Waits for `pid` (our child, directly or as subreaper), forwarding every
@@ -45,7 +56,9 @@ pub fn wait_forwarding(pid: Pid, signals: &SignalFd) -> Result<Ended, ContainerE
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(Ended::Exited(code)),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(Ended::Signaled(sig as i32)),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
+                    return Ok(Ended::Signaled(sig as i32))
+                }
                 Ok(WaitStatus::StillAlive) => break,
                 Err(nix::errno::Errno::ECHILD) => {
                     return Err(ContainerError::Sys {

@@ -49,8 +49,15 @@ pub fn open_pty() -> Result<Pty, ConsoleError> {
 
 /// Opens the pty's peer for the process's stdio.
 pub fn open_slave(pty: &Pty) -> Result<OwnedFd, ConsoleError> {
-    open(&pty.slave_path, OFlag::O_RDWR | OFlag::O_NOCTTY, Mode::empty())
-        .map_err(|source| ConsoleError::Pty { step: "opening the pty peer", source })
+    open(
+        &pty.slave_path,
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|source| ConsoleError::Pty {
+        step: "opening the pty peer",
+        source,
+    })
 }
 
 /// Sends `master` over the connected unix socket `socket` (SCM_RIGHTS), with

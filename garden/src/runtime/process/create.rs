@@ -131,16 +131,20 @@ impl Drop for Undo<'_> {
     }
 }
 
-fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, undo: &mut Undo<'_>) -> Result<Record, CreateError> {
+fn build(
+    root: &StateRoot,
+    dir: &Path,
+    bundle: Bundle,
+    opts: &CreateOptions,
+    undo: &mut Undo<'_>,
+) -> Result<Record, CreateError> {
     let mut timings = Timings::default();
     let spec = bundle.spec.clone();
     let linux = spec.linux().clone().unwrap_or_default();
     let process = spec.process().clone().ok_or(BundleError::NoProcess)?;
 
     let namespaces = Plan::for_spec(&spec)?;
-    let has = |t: LinuxNamespaceType| {
-        linux.namespaces().iter().flatten().any(|n| n.typ() == t)
-    };
+    let has = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
     let private = Private {
         ipc: has(LinuxNamespaceType::Ipc),
         net: has(LinuxNamespaceType::Network),
@@ -154,7 +158,11 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
     let seccomp = match bundle.seccomp {
         SeccompChoice::None => None,
         SeccompChoice::GardenDefault => Some(garden_seccomp::Profile::garden_default()?),
-        SeccompChoice::Spec => linux.seccomp().as_ref().map(garden_seccomp::Profile::from_oci).transpose()?,
+        SeccompChoice::Spec => linux
+            .seccomp()
+            .as_ref()
+            .map(garden_seccomp::Profile::from_oci)
+            .transpose()?,
     };
     timings.seccomp_us = t.elapsed().as_micros() as u64;
     let plan = ProcessPlan::from_spec(&process, seccomp, opts.preserve_fds)?;
@@ -170,8 +178,14 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| format!("garden/{}", opts.id));
-    let resources = super::super::device_rules::with_defaults(linux.resources().as_ref(), linux.devices().as_deref().unwrap_or(&[]));
-    let cgroup = Cgroup::create(&cgroup_path, resources.as_ref().or(linux.resources().as_ref()))?;
+    let resources = super::super::device_rules::with_defaults(
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or(&[]),
+    );
+    let cgroup = Cgroup::create(
+        &cgroup_path,
+        resources.as_ref().or(linux.resources().as_ref()),
+    )?;
     let cgroups = CgroupView {
         unified: cgroup.mode() == CgroupMode::Unified,
         dirs: cgroup.host_dirs(),
@@ -180,10 +194,22 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
     undo.cgroup = Some(cgroup);
     timings.cgroups_us = t.elapsed().as_micros() as u64;
 
-    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_vec(&spec).unwrap_or_default()).map_err(io("writing", dir.join(CONFIG_FILE)))?;
+    std::fs::write(
+        dir.join(CONFIG_FILE),
+        serde_json::to_vec(&spec).unwrap_or_default(),
+    )
+    .map_err(io("writing", dir.join(CONFIG_FILE)))?;
     let fifo_path = dir.join(FIFO_FILE);
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600)).map_err(|source| CreateError::Sys { step: "creating the exec FIFO", source })?;
-    let fifo = open_fd(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600)).map_err(|source| {
+        CreateError::Sys {
+            step: "creating the exec FIFO",
+            source,
+        }
+    })?;
+    let fifo = open_fd(
+        &fifo_path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+    )?;
     let exit_path = dir.join(EXIT_FILE);
     let exit_file: OwnedFd = std::fs::OpenOptions::new()
         .write(true)
@@ -194,11 +220,18 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
         .into();
 
     let hooks_spec = spec.hooks().clone().unwrap_or_default();
-    let parent_hooks = [hooks_spec.prestart().clone(), hooks_spec.create_runtime().clone()];
+    let parent_hooks = [
+        hooks_spec.prestart().clone(),
+        hooks_spec.create_runtime().clone(),
+    ];
     let create_container_hooks = hooks_spec.create_container().clone().unwrap_or_default();
     let start_container_hooks = hooks_spec.start_container().clone().unwrap_or_default();
-    let pause_for_hooks = parent_hooks.iter().flatten().any(|h| !h.is_empty()) || !create_container_hooks.is_empty();
-    let user_joined = namespaces.join.iter().any(|(k, _)| *k == LinuxNamespaceType::User);
+    let pause_for_hooks =
+        parent_hooks.iter().flatten().any(|h| !h.is_empty()) || !create_container_hooks.is_empty();
+    let user_joined = namespaces
+        .join
+        .iter()
+        .any(|(k, _)| *k == LinuxNamespaceType::User);
     let ctx = InitContext {
         in_user_namespace: namespaces.new_user || user_joined,
         bundle,
@@ -216,7 +249,10 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
     };
 
     let (parent_ch, child_ch) = channel::pair()?;
-    let stage1_pid = match sys::fork().map_err(|source| CreateError::Sys { step: "fork", source })? {
+    let stage1_pid = match sys::fork().map_err(|source| CreateError::Sys {
+        step: "fork",
+        source,
+    })? {
         ForkResult::Child => {
             drop(parent_ch);
             child_main(&ctx, child_ch)
@@ -225,10 +261,15 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
     };
     drop(child_ch);
     undo.pids.push(stage1_pid);
-    let cgroup = undo.cgroup.as_ref().ok_or(CreateError::Init("cgroup missing".into()))?;
+    let cgroup = undo
+        .cgroup
+        .as_ref()
+        .ok_or(CreateError::Init("cgroup missing".into()))?;
     cgroup.add_pid(stage1_pid.as_raw())?;
     if ctx.namespaces.new_user {
-        expect(&parent_ch, "user-namespace-ready", |m| matches!(m, Message::UserNamespaceReady))?;
+        expect(&parent_ch, "user-namespace-ready", |m| {
+            matches!(m, Message::UserNamespaceReady)
+        })?;
         namespaces::write_id_maps(
             stage1_pid.as_raw(),
             linux.uid_mappings().as_deref().unwrap_or(&[]),
@@ -239,7 +280,13 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
     let init_pid = match parent_ch.expect("the container's init pid")? {
         Message::InitPid(pid) => Pid::from_raw(pid),
         Message::Failed(msg) => return Err(CreateError::Init(msg)),
-        got => return Err(ChannelError::Unexpected { wanted: "init-pid", got }.into()),
+        got => {
+            return Err(ChannelError::Unexpected {
+                wanted: "init-pid",
+                got,
+            }
+            .into())
+        }
     };
     if init_pid != stage1_pid {
         undo.pids.insert(0, init_pid);
@@ -275,14 +322,24 @@ fn build(root: &StateRoot, dir: &Path, bundle: Bundle, opts: &CreateOptions, und
                 break;
             }
             Message::Failed(msg) => return Err(CreateError::Init(msg)),
-            got => return Err(ChannelError::Unexpected { wanted: "ready", got }.into()),
+            got => {
+                return Err(ChannelError::Unexpected {
+                    wanted: "ready",
+                    got,
+                }
+                .into())
+            }
         }
     }
     let _ = root;
     Ok(record)
 }
 
-fn expect(ch: &Channel, wanted: &'static str, ok: impl Fn(&Message) -> bool) -> Result<(), CreateError> {
+fn expect(
+    ch: &Channel,
+    wanted: &'static str,
+    ok: impl Fn(&Message) -> bool,
+) -> Result<(), CreateError> {
     match ch.expect(wanted)? {
         m if ok(&m) => Ok(()),
         Message::Failed(msg) => Err(CreateError::Init(msg)),
@@ -309,11 +366,18 @@ fn connect_console(path: &Path) -> Result<OwnedFd, CreateError> {
 }
 
 fn open_fd(path: &Path, flags: OFlag) -> Result<OwnedFd, CreateError> {
-    nix::fcntl::open(path, flags, Mode::empty()).map_err(|source| CreateError::Sys { step: "opening the exec FIFO", source })
+    nix::fcntl::open(path, flags, Mode::empty()).map_err(|source| CreateError::Sys {
+        step: "opening the exec FIFO",
+        source,
+    })
 }
 
 fn io(action: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> CreateError {
-    move |source| CreateError::Io { action, path, source }
+    move |source| CreateError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {

@@ -68,7 +68,13 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
     let linux = req.spec.linux().clone().unwrap_or_default();
     let seccomp = match linux.seccomp() {
         Some(s) => Some(garden_seccomp::Profile::from_oci(s)?),
-        None if req.spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_SECCOMP)).is_some_and(|v| v == "default") => {
+        None if req
+            .spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_SECCOMP))
+            .is_some_and(|v| v == "default") =>
+        {
             Some(garden_seccomp::Profile::garden_default()?)
         }
         None => None,
@@ -78,7 +84,10 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
         (Some(path), true) => Some(
             std::os::unix::net::UnixStream::connect(path)
                 .map(OwnedFd::from)
-                .map_err(|source| ExecError::ConsoleSocket { path: path.clone(), source })?,
+                .map_err(|source| ExecError::ConsoleSocket {
+                    path: path.clone(),
+                    source,
+                })?,
         ),
         (None, true) => return Err(ExecError::NoConsoleSocket),
         _ => None,
@@ -86,7 +95,10 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
     let namespaces = Plan::for_process(req.init_pid)?;
     let cgroup = Cgroup::open(&req.cgroup_path)?;
     let (parent_ch, child_ch) = channel::pair()?;
-    let stage1_pid = match sys::fork().map_err(|source| ExecError::Sys { step: "fork", source })? {
+    let stage1_pid = match sys::fork().map_err(|source| ExecError::Sys {
+        step: "fork",
+        source,
+    })? {
         ForkResult::Child => {
             drop(parent_ch);
             child_main(&namespaces, &plan, console_socket.as_ref(), child_ch)
@@ -109,7 +121,13 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
             kill(stage1_pid);
             return Err(ExecError::Failed(msg));
         }
-        got => return Err(ChannelError::Unexpected { wanted: "init-pid", got }.into()),
+        got => {
+            return Err(ChannelError::Unexpected {
+                wanted: "init-pid",
+                got,
+            }
+            .into())
+        }
     };
     if pid != stage1_pid {
         let _ = nix::sys::wait::waitpid(stage1_pid, None);
@@ -121,11 +139,20 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
             let _ = nix::sys::wait::waitpid(pid, None);
             Err(ExecError::Failed(msg))
         }
-        Some(got) => Err(ChannelError::Unexpected { wanted: "exec", got }.into()),
+        Some(got) => Err(ChannelError::Unexpected {
+            wanted: "exec",
+            got,
+        }
+        .into()),
     }
 }
 
-fn child_main(namespaces: &Plan, plan: &ProcessPlan, console_socket: Option<&OwnedFd>, ch: Channel) -> ! {
+fn child_main(
+    namespaces: &Plan,
+    plan: &ProcessPlan,
+    console_socket: Option<&OwnedFd>,
+    ch: Channel,
+) -> ! {
     let res = match stage1::enter(namespaces, &ch) {
         Ok(Some(())) => become_process(plan, console_socket),
         Ok(None) => sys::exit_now(0),
@@ -139,13 +166,21 @@ fn child_main(namespaces: &Plan, plan: &ProcessPlan, console_socket: Option<&Own
     sys::exit_now(127)
 }
 
-fn become_process(plan: &ProcessPlan, console_socket: Option<&OwnedFd>) -> Result<std::convert::Infallible, String> {
+fn become_process(
+    plan: &ProcessPlan,
+    console_socket: Option<&OwnedFd>,
+) -> Result<std::convert::Infallible, String> {
     let program = plan.resolve_program().map_err(|e| e.to_string())?;
     plan.apply_limits().map_err(|e| e.to_string())?;
     if plan.terminal {
         let pty = console::open_pty().map_err(|e| e.to_string())?;
         if let Some(sock) = console_socket {
-            console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path.display().to_string()).map_err(|e| e.to_string())?;
+            console::send_master(
+                sock.as_raw_fd(),
+                &pty.master,
+                &pty.slave_path.display().to_string(),
+            )
+            .map_err(|e| e.to_string())?;
         }
         let slave = console::open_slave(&pty).map_err(|e| e.to_string())?;
         attach_terminal(slave.as_raw_fd(), plan.console_size).map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -77,7 +77,8 @@ fn fail(ch: &Channel, err: &dyn std::fmt::Display) -> ! {
 
 fn block_signals() -> Result<SignalFd, InitError> {
     let all = SigSet::all();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).map_err(sys_err("blocking signals"))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .map_err(sys_err("blocking signals"))?;
     SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).map_err(sys_err("signalfd"))
 }
 
@@ -103,17 +104,27 @@ fn set_up(ctx: &InitContext, ch: &Channel) -> Result<(PathBuf, Option<console::P
     if ctx.pause_for_hooks {
         ch.send(&Message::RuntimeHooks)?;
         match ch.expect("the parent's hooks")? {
-            Message::HooksDone(state) => hooks::run_all("createContainer", &ctx.create_container_hooks, &state)?,
-            got => return Err(ChannelError::Unexpected { wanted: "hooks-done", got }.into()),
+            Message::HooksDone(state) => {
+                hooks::run_all("createContainer", &ctx.create_container_hooks, &state)?
+            }
+            got => {
+                return Err(ChannelError::Unexpected {
+                    wanted: "hooks-done",
+                    got,
+                }
+                .into())
+            }
         }
     }
     rootfs::pivot_root(&root)?;
     if let Some(domain) = spec.domainname() {
-        std::fs::write("/proc/sys/kernel/domainname", domain).map_err(|source| SysctlError::Write {
-            key: "kernel.domainname".into(),
-            value: domain.clone(),
-            path: "/proc/sys/kernel/domainname".into(),
-            source,
+        std::fs::write("/proc/sys/kernel/domainname", domain).map_err(|source| {
+            SysctlError::Write {
+                key: "kernel.domainname".into(),
+                value: domain.clone(),
+                path: "/proc/sys/kernel/domainname".into(),
+                source,
+            }
         })?;
     }
     if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
@@ -123,7 +134,11 @@ fn set_up(ctx: &InitContext, ch: &Channel) -> Result<(PathBuf, Option<console::P
     let pty = if ctx.process.terminal {
         let pty = console::open_pty()?;
         if let Some(sock) = &ctx.console_socket {
-            console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path.display().to_string())?;
+            console::send_master(
+                sock.as_raw_fd(),
+                &pty.master,
+                &pty.slave_path.display().to_string(),
+            )?;
         }
         Some(pty)
     } else {
@@ -148,17 +163,26 @@ fn wait_for_start(ctx: &InitContext, signals: &SignalFd) -> bool {
             Err(_) => return false,
             Ok(_) => {}
         }
-        if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
             if let Ok(Some(info)) = signals.read_signal() {
-                if info.ssi_signo != Signal::SIGCHLD as u32 && info.ssi_signo != Signal::SIGWINCH as u32 {
+                if info.ssi_signo != Signal::SIGCHLD as u32
+                    && info.ssi_signo != Signal::SIGWINCH as u32
+                {
                     return false;
                 }
                 reap_all(None);
             }
         }
-        if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)) {
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+        {
             let mut byte = [0u8; 1];
-            let mut f = std::fs::File::from(ctx.fifo.try_clone().unwrap_or_else(|_| sys::exit_now(1)));
+            let mut f =
+                std::fs::File::from(ctx.fifo.try_clone().unwrap_or_else(|_| sys::exit_now(1)));
             return matches!(f.read(&mut byte), Ok(1));
         }
     }
@@ -166,7 +190,12 @@ fn wait_for_start(ctx: &InitContext, signals: &SignalFd) -> bool {
 
 /// Forks the program, waits for its `execve`, then forwards signals and
 /// reaps until it exits.
-fn run_program(ctx: &InitContext, program: &PathBuf, pty: Option<&console::Pty>, signals: &SignalFd) -> ExitRecord {
+fn run_program(
+    ctx: &InitContext,
+    program: &Path,
+    pty: Option<&console::Pty>,
+    signals: &SignalFd,
+) -> ExitRecord {
     let started = sys::monotonic_ns();
     let _ = hooks::run_all("startContainer", &ctx.start_container_hooks, "{}");
     // A close-on-exec pipe: end-of-file means execve succeeded, bytes are
@@ -201,7 +230,11 @@ fn run_program(ctx: &InitContext, program: &PathBuf, pty: Option<&console::Pty>,
     record
 }
 
-fn exec_child(ctx: &InitContext, program: &PathBuf, pty: Option<&console::Pty>) -> Result<std::convert::Infallible, InitError> {
+fn exec_child(
+    ctx: &InitContext,
+    program: &Path,
+    pty: Option<&console::Pty>,
+) -> Result<std::convert::Infallible, InitError> {
     if let Some(pty) = pty {
         let slave: OwnedFd = console::open_slave(pty)?;
         super::user::attach_terminal(slave.as_raw_fd(), ctx.process.console_size)?;
@@ -259,7 +292,11 @@ fn reap_all(program: Option<Pid>) -> Option<ExitRecord> {
 
 fn write_exit(ctx: &InitContext, record: &ExitRecord) {
     let bytes = serde_json::to_vec(record).unwrap_or_default();
-    let mut f = std::fs::File::from(ctx.exit_file.try_clone().unwrap_or_else(|_| sys::exit_now(1)));
+    let mut f = std::fs::File::from(
+        ctx.exit_file
+            .try_clone()
+            .unwrap_or_else(|_| sys::exit_now(1)),
+    );
     let _ = f.write_all(&bytes);
     let _ = f.sync_data();
 }

@@ -37,7 +37,13 @@ pub fn enter(plan: &Plan, ch: &Channel) -> Result<Option<()>, Stage1Error> {
     }
     match ch.expect("the parent to proceed")? {
         Message::Proceed => {}
-        got => return Err(ChannelError::Unexpected { wanted: "proceed", got }.into()),
+        got => {
+            return Err(ChannelError::Unexpected {
+                wanted: "proceed",
+                got,
+            }
+            .into())
+        }
     }
     if plan.new_user {
         // Become root of the new namespace (when 0 is mapped) so files we

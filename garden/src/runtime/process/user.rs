@@ -119,7 +119,10 @@ impl ProcessPlan {
             seccomp,
             rlimits,
             terminal: process.terminal().unwrap_or(false),
-            console_size: process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)),
+            console_size: process
+                .console_size()
+                .as_ref()
+                .map(|b| (b.height() as u16, b.width() as u16)),
             preserve_fds,
             oom_score_adj: process.oom_score_adj(),
         })
@@ -136,7 +139,11 @@ impl ProcessPlan {
     /// Finds the program as `execvp` would, in the current root (call after
     /// `pivot_root`), so a missing binary fails `create`, not `start`.
     pub fn resolve_program(&self) -> Result<PathBuf, ProcessError> {
-        let arg0 = self.args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let arg0 = self
+            .args
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if arg0.contains('/') {
             return Ok(PathBuf::from(arg0));
         }
@@ -151,7 +158,10 @@ impl ProcessPlan {
     /// Resource limits and the OOM score, inherited by every later child.
     pub fn apply_limits(&self) -> Result<(), ProcessError> {
         for (name, res, soft, hard) in &self.rlimits {
-            sys::set_rlimit(*res, *soft, *hard).map_err(|source| ProcessError::Rlimit { resource: name, source })?;
+            sys::set_rlimit(*res, *soft, *hard).map_err(|source| ProcessError::Rlimit {
+                resource: name,
+                source,
+            })?;
         }
         if let Some(adj) = self.oom_score_adj {
             // Raising it never needs privilege; lowering it does, and we have it.
@@ -178,7 +188,11 @@ impl ProcessPlan {
             caps.drop_bounding()?;
         }
         nix::sys::prctl::set_keepcaps(true).map_err(id("prctl(PR_SET_KEEPCAPS)"))?;
-        let groups: Vec<Gid> = self.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+        let groups: Vec<Gid> = self
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         // setgroups is refused in a user namespace with setgroups denied.
         match unistd::setgroups(&groups) {
             Ok(()) | Err(Errno::EPERM) if groups.is_empty() => {}
@@ -204,7 +218,9 @@ impl ProcessPlan {
         );
         // No descriptor of ours may reach the program (CVE-2024-21626 class).
         sys::cloexec_from(3 + self.preserve_fds).map_err(id("close_range"))?;
-        let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| ProcessError::Nul { what: "program path" })?;
+        let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| ProcessError::Nul {
+            what: "program path",
+        })?;
         let err = unistd::execve(&path, &self.args, &self.env).unwrap_err();
         Err(ProcessError::Exec {
             path: program.to_path_buf(),

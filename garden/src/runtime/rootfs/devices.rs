@@ -39,7 +39,11 @@ struct Node {
     gid: u32,
 }
 
-pub fn create(root: &Path, extra: &[LinuxDevice], in_user_namespace: bool) -> Result<(), RootfsError> {
+pub fn create(
+    root: &Path,
+    extra: &[LinuxDevice],
+    in_user_namespace: bool,
+) -> Result<(), RootfsError> {
     if !root.join("dev").is_dir() {
         return Ok(());
     }
@@ -101,14 +105,31 @@ fn make_node(node: &Node, target: &Path) -> Result<(), RootfsError> {
     // A node left from an earlier run of a non-tmpfs /dev is replaced.
     let _ = std::fs::remove_file(target);
     let old = nix::sys::stat::umask(Mode::empty());
-    let res = mknod(target, node.kind, Mode::from_bits_truncate(node.mode & 0o7777), makedev(node.major, node.minor));
+    let res = mknod(
+        target,
+        node.kind,
+        Mode::from_bits_truncate(node.mode & 0o7777),
+        makedev(node.major, node.minor),
+    );
     nix::sys::stat::umask(old);
     res.map_err(err)?;
-    chown(target, Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid))).map_err(err)
+    chown(
+        target,
+        Some(Uid::from_raw(node.uid)),
+        Some(Gid::from_raw(node.gid)),
+    )
+    .map_err(err)
 }
 
 /// In a user namespace mknod is refused: bind the host's node instead.
 fn bind_host_device(path: &Path, target: &Path) -> Result<(), RootfsError> {
     ensure_file(target)?;
-    mount_raw(Some(path), target, None, MsFlags::MS_BIND, None, &format!("device {}", path.display()))
+    mount_raw(
+        Some(path),
+        target,
+        None,
+        MsFlags::MS_BIND,
+        None,
+        &format!("device {}", path.display()),
+    )
 }

@@ -107,13 +107,24 @@ pub struct Setup<'a> {
 /// the spec's mounts and the device nodes. Returns the new root.
 pub fn prepare(setup: &Setup<'_>) -> Result<PathBuf, RootfsError> {
     // Nothing we mount may propagate back to the host.
-    mount::mount_raw(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None, "/ as private")?;
+    mount::mount_raw(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+        "/ as private",
+    )?;
     let root = mount::mount_rootfs(setup.rootfs)?;
     let linux = setup.spec.linux().as_ref();
     for m in setup.spec.mounts().iter().flatten() {
         mount::mount_entry(setup, &root, m)?;
     }
-    devices::create(&root, linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]), setup.in_user_namespace)?;
+    devices::create(
+        &root,
+        linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+        setup.in_user_namespace,
+    )?;
     Ok(root)
 }
 
@@ -121,18 +132,39 @@ pub fn prepare(setup: &Setup<'_>) -> Result<PathBuf, RootfsError> {
 /// root, and the rootfs propagation the spec asks for.
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         paths::mask(Path::new(p))?;
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         paths::read_only(Path::new(p))?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         paths::read_only_root()?;
     }
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_ref()) {
-        let flags = options::parse_propagation(prop).ok_or_else(|| RootfsError::Propagation(prop.clone()))?;
-        mount::mount_raw(None, Path::new("/"), None, flags, None, "rootfs propagation")?;
+        let flags = options::parse_propagation(prop)
+            .ok_or_else(|| RootfsError::Propagation(prop.clone()))?;
+        mount::mount_raw(
+            None,
+            Path::new("/"),
+            None,
+            flags,
+            None,
+            "rootfs propagation",
+        )?;
     }
     Ok(())
 }

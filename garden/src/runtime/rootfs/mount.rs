@@ -33,7 +33,14 @@ pub fn mount_raw(
 pub fn mount_rootfs(rootfs: &RootfsSource) -> Result<PathBuf, RootfsError> {
     match rootfs {
         RootfsSource::Dir(dir) => {
-            mount_raw(Some(dir), dir, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, "the rootfs")?;
+            mount_raw(
+                Some(dir),
+                dir,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                "the rootfs",
+            )?;
             Ok(dir.clone())
         }
         RootfsSource::Overlay {
@@ -56,7 +63,14 @@ pub fn mount_rootfs(rootfs: &RootfsSource) -> Result<PathBuf, RootfsError> {
                 upper.display(),
                 work.display()
             );
-            mount_raw(Some(Path::new("overlay")), target, Some("overlay"), MsFlags::empty(), Some(&data), "the overlay rootfs")?;
+            mount_raw(
+                Some(Path::new("overlay")),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&data),
+                "the overlay rootfs",
+            )?;
             Ok(target.clone())
         }
     }
@@ -69,7 +83,11 @@ pub fn mount_entry(setup: &Setup<'_>, root: &Path, m: &Mount) -> Result<(), Root
         return Err(RootfsError::RelativeDestination(dest.clone()));
     }
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]));
-    if let Some(bad) = opts.data.iter().find(|o| matches!(o.as_str(), "idmap" | "ridmap")) {
+    if let Some(bad) = opts
+        .data
+        .iter()
+        .find(|o| matches!(o.as_str(), "idmap" | "ridmap"))
+    {
         return Err(RootfsError::UnsupportedOption {
             dest: dest.clone(),
             option: bad.clone(),
@@ -85,14 +103,30 @@ pub fn mount_entry(setup: &Setup<'_>, root: &Path, m: &Mount) -> Result<(), Root
             let source = m.source().clone().unwrap_or_else(|| PathBuf::from(fstype));
             let data = opts.data_string();
             let what = format!("{fstype} for {}", dest.display());
-            let res = mount_raw(Some(&source), &target, Some(fstype), opts.flags, data.as_deref(), &what);
+            let res = mount_raw(
+                Some(&source),
+                &target,
+                Some(fstype),
+                opts.flags,
+                data.as_deref(),
+                &what,
+            );
             match res {
                 // In a user namespace without its own network namespace sysfs
                 // cannot be mounted; the host's, read-only, is what runc gives.
-                Err(RootfsError::Mount { source: Errno::EPERM, .. }) if fstype == "sysfs" && setup.in_user_namespace => {
-                    fallback_bind(Path::new("/sys"), &target, opts.flags | MsFlags::MS_RDONLY, &what)?
-                }
-                Err(RootfsError::Mount { source: Errno::EPERM, .. }) if fstype == "mqueue" && setup.in_user_namespace => {
+                Err(RootfsError::Mount {
+                    source: Errno::EPERM,
+                    ..
+                }) if fstype == "sysfs" && setup.in_user_namespace => fallback_bind(
+                    Path::new("/sys"),
+                    &target,
+                    opts.flags | MsFlags::MS_RDONLY,
+                    &what,
+                )?,
+                Err(RootfsError::Mount {
+                    source: Errno::EPERM,
+                    ..
+                }) if fstype == "mqueue" && setup.in_user_namespace => {
                     fallback_bind(Path::new("/dev/mqueue"), &target, opts.flags, &what)?
                 }
                 other => other?,
@@ -100,14 +134,30 @@ pub fn mount_entry(setup: &Setup<'_>, root: &Path, m: &Mount) -> Result<(), Root
         }
     }
     if !opts.propagation.is_empty() {
-        mount_raw(None, &target, None, opts.propagation, None, &format!("propagation of {}", dest.display()))?;
+        mount_raw(
+            None,
+            &target,
+            None,
+            opts.propagation,
+            None,
+            &format!("propagation of {}", dest.display()),
+        )?;
     }
     Ok(())
 }
 
-fn bind(bundle_dir: &Path, m: &Mount, target: &Path, opts: &MountOptions) -> Result<(), RootfsError> {
+fn bind(
+    bundle_dir: &Path,
+    m: &Mount,
+    target: &Path,
+    opts: &MountOptions,
+) -> Result<(), RootfsError> {
     let source = m.source().clone().unwrap_or_default();
-    let source = if source.is_absolute() { source } else { bundle_dir.join(source) };
+    let source = if source.is_absolute() {
+        source
+    } else {
+        bundle_dir.join(source)
+    };
     let meta = std::fs::metadata(&source).map_err(|e| RootfsError::BindSource {
         path: source.clone(),
         source: e,
@@ -117,9 +167,24 @@ fn bind(bundle_dir: &Path, m: &Mount, target: &Path, opts: &MountOptions) -> Res
     } else {
         ensure_file(target)?;
     }
-    let rec = if opts.recursive { MsFlags::MS_REC } else { MsFlags::empty() };
-    let what = format!("bind {} for {}", source.display(), m.destination().display());
-    mount_raw(Some(&source), target, None, MsFlags::MS_BIND | rec, None, &what)?;
+    let rec = if opts.recursive {
+        MsFlags::MS_REC
+    } else {
+        MsFlags::empty()
+    };
+    let what = format!(
+        "bind {} for {}",
+        source.display(),
+        m.destination().display()
+    );
+    mount_raw(
+        Some(&source),
+        target,
+        None,
+        MsFlags::MS_BIND | rec,
+        None,
+        &what,
+    )?;
     remount_bind(target, opts.flags, &what)
 }
 
@@ -133,8 +198,20 @@ fn remount_bind(target: &Path, flags: MsFlags, what: &str) -> Result<(), RootfsE
     mount_raw(None, target, None, flags, None, what)
 }
 
-fn fallback_bind(source: &Path, target: &Path, flags: MsFlags, what: &str) -> Result<(), RootfsError> {
-    mount_raw(Some(source), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, what)?;
+fn fallback_bind(
+    source: &Path,
+    target: &Path,
+    flags: MsFlags,
+    what: &str,
+) -> Result<(), RootfsError> {
+    mount_raw(
+        Some(source),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+        what,
+    )?;
     remount_bind(target, flags, what)
 }
 
@@ -147,19 +224,40 @@ fn mount_cgroup(view: &CgroupView, target: &Path, opts: &MountOptions) -> Result
             return Ok(());
         };
         if view.namespaced {
-            return mount_raw(Some(Path::new("cgroup2")), target, Some("cgroup2"), flags, None, "cgroup2");
+            return mount_raw(
+                Some(Path::new("cgroup2")),
+                target,
+                Some("cgroup2"),
+                flags,
+                None,
+                "cgroup2",
+            );
         }
         return fallback_bind(host_dir, target, flags, "the container's cgroup");
     }
     // v1: a tmpfs with one directory per hierarchy, each the container's own
     // cgroup (through the cgroup namespace, or a bind of its host directory).
-    mount_raw(Some(Path::new("tmpfs")), target, Some("tmpfs"), flags & !MsFlags::MS_RDONLY, Some("mode=755"), "tmpfs for cgroups")?;
+    mount_raw(
+        Some(Path::new("tmpfs")),
+        target,
+        Some("tmpfs"),
+        flags & !MsFlags::MS_RDONLY,
+        Some("mode=755"),
+        "tmpfs for cgroups",
+    )?;
     for (name, host_dir) in &view.dirs {
         let dir = target.join(name);
         ensure_dir(&dir)?;
         let what = format!("cgroup {name}");
         let mounted = view.namespaced
-            && nix::mount::mount(Some("cgroup"), &dir, Some("cgroup"), flags, Some(name.as_str())).is_ok();
+            && nix::mount::mount(
+                Some("cgroup"),
+                &dir,
+                Some("cgroup"),
+                flags,
+                Some(name.as_str()),
+            )
+            .is_ok();
         if !mounted {
             fallback_bind(host_dir, &dir, flags, &what)?;
         }

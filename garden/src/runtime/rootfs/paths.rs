@@ -16,9 +16,21 @@ pub fn mask(path: &Path) -> Result<(), RootfsError> {
         Err(_) => return Ok(()),
     };
     let res = if meta.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0,mode=0555"))
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0,mode=0555"),
+        )
     } else {
-        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     res.map_err(|source| RootfsError::Mask {
         path: path.to_path_buf(),
@@ -35,7 +47,14 @@ pub fn read_only(path: &Path) -> Result<(), RootfsError> {
         path: path.to_path_buf(),
         source,
     };
-    mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(err)?;
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err)?;
     remount_read_only(path).map_err(err)
 }
 

@@ -27,8 +27,14 @@ pub fn pivot_root(root: &Path) -> Result<(), RootfsError> {
     nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
     fchdir(&old).map_err(err("entering the old root"))?;
     // Make sure the unmount below cannot propagate to the host.
-    nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(err("making the old root a slave"))?;
+    nix::mount::mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err("making the old root a slave"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(err("detaching the old root"))?;
     chdir("/").map_err(err("chdir to /"))?;
     Ok(())

@@ -43,13 +43,12 @@ pub fn resolve_in_root(root: &Path, dest: &Path) -> Result<PathBuf, RootfsError>
                             reason: "too many levels of symbolic links".into(),
                         });
                     }
-                    let target = std::fs::read_link(&candidate).map_err(|source| {
-                        RootfsError::Io {
+                    let target =
+                        std::fs::read_link(&candidate).map_err(|source| RootfsError::Io {
                             action: "reading symlink",
                             path: candidate.clone(),
                             source,
-                        }
-                    })?;
+                        })?;
                     if target.is_absolute() {
                         resolved.clear();
                     }
@@ -101,7 +100,10 @@ mod tests {
     fn plain_and_missing_paths_stay_under_root() {
         let t = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(t.path().join("a/b")).expect("mkdir");
-        assert_eq!(resolve_in_root(t.path(), Path::new("/a/b/c/d")).expect("ok"), t.path().join("a/b/c/d"));
+        assert_eq!(
+            resolve_in_root(t.path(), Path::new("/a/b/c/d")).expect("ok"),
+            t.path().join("a/b/c/d")
+        );
     }
 
     #[test]
@@ -111,8 +113,14 @@ mod tests {
         std::fs::create_dir_all(t.path().join("var")).expect("mkdir");
         symlink("/run", t.path().join("var/run")).expect("symlink");
         symlink("/etc", t.path().join("hostetc")).expect("symlink");
-        assert_eq!(resolve_in_root(t.path(), Path::new("/var/run/x")).expect("ok"), t.path().join("run/x"));
-        assert_eq!(resolve_in_root(t.path(), Path::new("/hostetc/passwd")).expect("ok"), t.path().join("etc/passwd"));
+        assert_eq!(
+            resolve_in_root(t.path(), Path::new("/var/run/x")).expect("ok"),
+            t.path().join("run/x")
+        );
+        assert_eq!(
+            resolve_in_root(t.path(), Path::new("/hostetc/passwd")).expect("ok"),
+            t.path().join("etc/passwd")
+        );
     }
 
     #[test]
@@ -123,7 +131,10 @@ mod tests {
         assert!(err.to_string().contains("/evil"), "{err}");
         std::fs::create_dir_all(t.path().join("usr/lib")).expect("mkdir");
         symlink("usr/lib", t.path().join("lib")).expect("symlink");
-        assert_eq!(resolve_in_root(t.path(), Path::new("/lib/x")).expect("ok"), t.path().join("usr/lib/x"));
+        assert_eq!(
+            resolve_in_root(t.path(), Path::new("/lib/x")).expect("ok"),
+            t.path().join("usr/lib/x")
+        );
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! The runc verbs end to end: create, start, state, kill, delete, run, exec,
+//! list, ps, and hooks.
+
+mod common;
+
+use common::{stderr, stdout, TestBundle};
+
+#[test]
+fn create_start_kill_delete() {
+    let b = TestBundle::new("life").args(&["sleep", "30"]);
+    let out = b.create();
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let s = b.state();
+    assert_eq!(s["status"], "created");
+    let pid = s["pid"].as_i64().expect("pid");
+    assert!(pid > 0);
+    // The container's processes run from the sealed copy, never the host binary.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("init exe");
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:"),
+        "init runs {}",
+        exe.display()
+    );
+
+    assert!(b.runtime(&["start", &b.id]).status.success());
+    assert_eq!(b.state()["status"], "running");
+    let again = b.runtime(&["start", &b.id]);
+    assert!(!again.status.success(), "second start must fail");
+    assert!(stderr(&again).contains("running"), "{}", stderr(&again));
+
+    let list = stdout(&b.runtime(&["list", "--format", "json"]));
+    assert!(list.contains(&b.id), "{list}");
+    let ps: Vec<i64> =
+        serde_json::from_str(&stdout(&b.runtime(&["ps", "--format", "json", &b.id])))
+            .expect("ps json");
+    assert!(ps.contains(&pid) && ps.len() == 2, "ps {ps:?}");
+
+    let del = b.runtime(&["delete", &b.id]);
+    assert!(
+        !del.status.success(),
+        "deleting a running container needs --force"
+    );
+
+    assert!(b.runtime(&["kill", &b.id, "TERM"]).status.success());
+    let s = b.wait_stopped();
+    assert_eq!(s["exit"]["signal"], 15, "{s}");
+    assert_eq!(s["pid"], 0);
+    assert!(b.runtime(&["delete", &b.id]).status.success());
+    let gone = b.runtime(&["state", &b.id]);
+    assert!(!gone.status.success());
+    assert!(
+        stderr(&gone).contains("does not exist"),
+        "{}",
+        stderr(&gone)
+    );
+    b.assert_nothing_left();
+}
+
+#[test]
+fn run_reports_exit_code_and_signal() {
+    let b = TestBundle::new("exit").sh("echo out; echo err >&2; exit 7");
+    let out = b.run();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert!(stderr(&out).contains("err"));
+    b.assert_nothing_left();
+
+    let k = TestBundle::new("sig").sh("kill -KILL $$");
+    assert_eq!(k.run().status.code(), Some(137));
+}
+
+#[test]
+fn delete_of_a_created_container_kills_its_init() {
+    let b = TestBundle::new("delcreated").args(&["sleep", "30"]);
+    assert!(b.create().status.success());
+    let pid = b.state()["pid"].as_i64().expect("pid") as i32;
+    assert!(b.runtime(&["delete", &b.id]).status.success());
+    assert!(!std::path::Path::new(&format!("/proc/{pid}/exe")).exists() || common::is_zombie(pid));
+    b.assert_nothing_left();
+}
+
+#[test]
+fn exec_joins_the_running_container() {
+    let b = TestBundle::new("exec").args(&["sleep", "30"]);
+    assert!(b.create().status.success());
+    assert!(b.runtime(&["start", &b.id]).status.success());
+    let out = b.runtime(&["exec", &b.id, "sh", "-c", "hostname; echo $$; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("garden-test"));
+    // A small pid: it lives in the container's pid namespace.
+    let pid: i32 = lines.next().expect("pid").parse().expect("number");
+    assert!(pid < 100, "exec'd process has pid {pid}");
+    let missing = b.runtime(&["exec", &b.id, "no-such-program"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("not found"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(b.runtime(&["delete", "--force", &b.id]).status.success());
+    b.assert_nothing_left();
+}
+
+#[test]
+fn zombies_are_reaped_by_init() {
+    // Orphans re-parent to init, which must reap them while the program runs.
+    let b = TestBundle::new("zombie").sh(
+        "for i in 1 2 3 4 5; do (sleep 0.01 &); done; sleep 0.5; ps -o stat | grep -c Z || true",
+    );
+    let out = b.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "0", "zombies left: {}", stdout(&out));
+}
+
+#[test]
+fn hooks_run_at_their_points_with_state() {
+    let b = TestBundle::new("hooks").args(&["true"]);
+    let log = b.path().join("hooks.log");
+    let hook = |name: &str| serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo {name} $s >> {}", log.display())]});
+    let b = b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")]
+        })
+    });
+    let out = b.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).expect("hook log");
+    let order: Vec<&str> = text
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        order,
+        ["prestart", "createRuntime", "poststart", "poststop"],
+        "{text}"
+    );
+    assert!(text.contains(&b.id), "hooks got the state: {text}");
+}
+
+#[test]
+fn a_failing_hook_fails_create_and_cleans_up() {
+    let b = TestBundle::new("badhook").edit(|c| {
+        c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/false"}]});
+    });
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("createRuntime hook /bin/false failed"),
+        "{}",
+        stderr(&out)
+    );
+    b.assert_nothing_left();
+}
