@@ -1,21 +1,35 @@
-//! Run the runtime from a sealed in-memory copy of its binary
+//! Run the runtime from a binary the container cannot write
 //! (CVE-2019-5736 class).
 //!
 //! Processes of ours that enter a container run the runtime's binary until
-//! they exec the container's program. If that program is a script whose
-//! interpreter is `/proc/self/exe`, the kernel starts *our* binary inside the
-//! container, where its root can open `/proc/<pid>/exe` and later write to
-//! it. Running from a sealed memfd makes that path lead to a write-sealed
-//! copy, never to the file on the host.
+//! they exec the container's program, and init stays that binary for the
+//! container's life. If a container process could open `/proc/<pid>/exe` of
+//! one of them for writing (directly, or later through an `O_PATH` handle),
+//! it would overwrite the runtime on the host.
+//!
+//! So those commands re-execute themselves from a copy no one can write:
+//! - first choice: the binary's directory seen through a detached overlayfs
+//!   with no upper layer. Such an overlay is read-only by construction (it
+//!   cannot be remounted writable) and is attached nowhere, so nothing can
+//!   reach it but through our own `/proc/<pid>/exe`. Costs a few mounts, not
+//!   a copy of the binary.
+//! - fallback (no overlayfs, or no new mount API): a write-sealed memfd copy.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
 
 const NAME: &str = "garden-runc";
+/// Set in the environment of the re-executed process, so it knows it need
+/// not re-execute again (and then checks that this is true).
+const MARKER: &str = "_GARDEN_SEALED_EXE";
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealedExeError {
@@ -27,19 +41,125 @@ pub enum SealedExeError {
     },
 }
 
-/// Whether we already run from the sealed copy.
+/// Whether we already run from a read-only overlay or a sealed memfd.
 pub fn is_sealed() -> bool {
-    std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().starts_with("/memfd:"))
-        .unwrap_or(false)
+    if std::env::var_os(MARKER).is_none() {
+        return false;
+    }
+    let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    if let Ok(seals) = fcntl(exe.as_fd(), FcntlArg::F_GET_SEALS) {
+        let needed = SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL;
+        return SealFlag::from_bits_truncate(seals).contains(needed);
+    }
+    let Ok(fs) = rustix::fs::fstatfs(&exe) else {
+        return false;
+    };
+    let Ok(vfs) = rustix::fs::fstatvfs(&exe) else {
+        return false;
+    };
+    #[allow(clippy::unnecessary_cast)]
+    let magic = fs.f_type as i64;
+    magic == OVERLAYFS_SUPER_MAGIC && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
 }
 
-/// Re-executes the current command from a sealed memfd copy of the binary,
+/// Re-executes the current command from a read-only copy of the binary,
 /// unless it already runs from one. Returns only on failure.
 pub fn reexec_sealed() -> Result<(), SealedExeError> {
     if is_sealed() {
         return Ok(());
     }
+    let exe = match overlay_view() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::debug!(error = %e, "read-only overlay of the runtime binary unavailable; copying it into a sealed memfd");
+            memfd_copy()?
+        }
+    };
+    let args: Vec<CString> = std::env::args_os()
+        .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())
+        .collect();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != MARKER)
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    env.extend(CString::new(format!("{MARKER}=1")));
+    let e = nix::unistd::fexecve(exe.as_fd(), &args, &env).unwrap_err();
+    Err(SealedExeError::Clone {
+        step: "fexecve",
+        source: e.into(),
+    })
+}
+
+/// The binary, opened through a detached overlay of its directory over an
+/// empty detached tmpfs (an overlay without upper layer needs two lowers).
+fn overlay_view() -> io::Result<OwnedFd> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+        return Err(io::Error::other("the runtime binary has no directory"));
+    };
+    if exe.to_string_lossy().ends_with(" (deleted)") {
+        return Err(io::Error::other("the runtime binary was deleted"));
+    }
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let empty = detached_mount("tmpfs", &[("size", "4k"), ("mode", "0555")])?;
+    let lower = format!(
+        "{}:{}",
+        fd_path(dir_fd.as_raw_fd()),
+        fd_path(empty.as_raw_fd())
+    );
+    let overlay = detached_mount("overlay", &[("lowerdir", &lower)])?;
+    let file = rustix::fs::openat(
+        &overlay,
+        Path::new(name),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    // The same file as the one we run, or someone raced us on the directory.
+    let (a, b) = (
+        rustix::fs::fstat(&file)?,
+        rustix::fs::stat("/proc/self/exe")?,
+    );
+    if a.st_size != b.st_size || a.st_mtime != b.st_mtime || a.st_mtime_nsec != b.st_mtime_nsec {
+        return Err(io::Error::other(
+            "the runtime binary changed while opening it",
+        ));
+    }
+    Ok(file)
+}
+
+fn fd_path(fd: i32) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+/// A new filesystem of `fstype`, mounted nowhere, read-only.
+fn detached_mount(fstype: &str, options: &[(&str, &str)]) -> io::Result<OwnedFd> {
+    let fs = rustix::mount::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for (key, value) in options {
+        rustix::mount::fsconfig_set_string(&fs, *key, *value)?;
+    }
+    rustix::mount::fsconfig_create(&fs)?;
+    let mnt = rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )?;
+    Ok(mnt)
+}
+
+fn memfd_copy() -> Result<OwnedFd, SealedExeError> {
     let err = |step| move |source| SealedExeError::Clone { step, source };
     let mut exe = std::fs::File::open("/proc/self/exe").map_err(err("opening /proc/self/exe"))?;
     let fd = memfd_create(NAME, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
@@ -51,17 +171,5 @@ pub fn reexec_sealed() -> Result<(), SealedExeError> {
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_WRITE;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(|e| err("sealing")(e.into()))?;
-    let args: Vec<CString> = std::env::args_os()
-        .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())
-        .collect();
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    let e = nix::unistd::fexecve(copy.as_fd(), &args, &env).unwrap_err();
-    Err(err("fexecve")(e.into()))
+    Ok(copy.into())
 }

@@ -192,7 +192,10 @@ impl StateRoot {
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
     }
 
-    /// Writes the record atomically (temp file, fsync, rename).
+    /// Writes the record atomically (temp file, rename), so readers never
+    /// see half a record. No fsync: state roots belong on tmpfs (`/run`),
+    /// where records do not outlive a reboot anyway, and on a disk an fsync
+    /// costs milliseconds (at times tens) per create.
     pub fn save(&self, record: &Record) -> Result<(), StateError> {
         let dir = self.dir(&record.id);
         let tmp = dir.join(".state.json.tmp");
@@ -200,7 +203,6 @@ impl StateRoot {
         let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
         let mut f = fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
         f.write_all(&bytes).map_err(io_err("writing", &tmp))?;
-        f.sync_all().map_err(io_err("syncing", &tmp))?;
         fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))
     }
 

@@ -156,6 +156,14 @@ impl V1Cgroup {
         Ok(())
     }
 
+    /// Moves the calling thread into every hierarchy through `tasks`.
+    pub(crate) fn join_self(&self) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            files::write(&dir.path, "tasks", "0")?;
+        }
+        Ok(())
+    }
+
     /// Every process in any hierarchy's directory or below, sorted.
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let mut pids = Vec::new();

@@ -149,6 +149,10 @@ impl V2Cgroup {
         files::write(&self.dir, "cgroup.procs", &pid.to_string())
     }
 
+    pub(crate) fn join_self(&self) -> Result<(), CgroupError> {
+        files::write(&self.dir, "cgroup.procs", "0")
+    }
+
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let mut pids = Vec::new();
         files::procs_recursive(&self.dir, &mut pids)?;

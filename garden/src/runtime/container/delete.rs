@@ -14,7 +14,7 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 
 impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
-        let c = self.inspect(id)?;
+        let c = self.inspect_status(id)?;
         if c.status == Status::Running && !force {
             return Err(ContainerError::WrongStatus {
                 id: id.into(),

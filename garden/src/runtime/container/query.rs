@@ -29,6 +29,16 @@ impl Inspection {
 impl Runtime {
     /// Loads a container and works out its status from the living system.
     pub fn inspect(&self, id: &str) -> Result<Inspection, ContainerError> {
+        self.inspect_with(id, true)
+    }
+
+    /// [`Runtime::inspect`] without asking the cgroup about OOM kills
+    /// (`oom_killed` stays false): for verbs that only need the status.
+    pub(crate) fn inspect_status(&self, id: &str) -> Result<Inspection, ContainerError> {
+        self.inspect_with(id, false)
+    }
+
+    fn inspect_with(&self, id: &str, oom: bool) -> Result<Inspection, ContainerError> {
         let record = self.root.load(id)?;
         let status = if state::init_alive(&record) {
             if self.root.dir(id).join(FIFO_FILE).exists() {
@@ -40,7 +50,8 @@ impl Runtime {
             Status::Stopped
         };
         let exit = self.root.exit_record(id);
-        let oom_killed = status == Status::Stopped
+        let oom_killed = oom
+            && status == Status::Stopped
             && Cgroup::open(&record.cgroup_path)
                 .and_then(|cg| cg.oom_kill_count())
                 .is_ok_and(|n| n > 0);

@@ -10,7 +10,7 @@ use super::{ContainerError, Runtime};
 
 impl Runtime {
     pub fn start(&self, id: &str) -> Result<(), ContainerError> {
-        let c = self.inspect(id)?;
+        let c = self.inspect_status(id)?;
         if c.status != Status::Created {
             return Err(ContainerError::WrongStatus {
                 id: id.into(),

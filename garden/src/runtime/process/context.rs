@@ -16,6 +16,8 @@ pub struct InitContext {
     pub bundle: Bundle,
     pub namespaces: Plan,
     pub process: ProcessPlan,
+    /// The container's cgroup, which stage 1 joins.
+    pub cgroup: garden_cgroups::Cgroup,
     pub cgroups: CgroupView,
     pub private: Private,
     /// The container runs in a user namespace (new or joined).

@@ -191,7 +191,7 @@ fn build(
         dirs: cgroup.host_dirs(),
         namespaced: namespaces.new_cgroup,
     };
-    undo.cgroup = Some(cgroup);
+    undo.cgroup = Some(cgroup.clone());
     timings.cgroups_us = t.elapsed().as_micros() as u64;
 
     std::fs::write(
@@ -237,6 +237,7 @@ fn build(
         bundle,
         namespaces,
         process: plan,
+        cgroup,
         cgroups,
         private,
         fifo,
@@ -261,11 +262,6 @@ fn build(
     };
     drop(child_ch);
     undo.pids.push(stage1_pid);
-    let cgroup = undo
-        .cgroup
-        .as_ref()
-        .ok_or(CreateError::Init("cgroup missing".into()))?;
-    cgroup.add_pid(stage1_pid.as_raw())?;
     if ctx.namespaces.new_user {
         expect(&parent_ch, "user-namespace-ready", |m| {
             matches!(m, Message::UserNamespaceReady)
@@ -349,7 +345,7 @@ fn expect(
 
 /// Stage 1 and, after its fork, init. Never returns.
 fn child_main(ctx: &InitContext, ch: Channel) -> ! {
-    match stage1::enter(&ctx.namespaces, &ch) {
+    match stage1::enter(&ctx.namespaces, &ctx.cgroup, &ch) {
         Ok(Some(())) => init::run(ctx, ch),
         Ok(None) => sys::exit_now(0),
         Err(e) => {

@@ -101,7 +101,13 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
     })? {
         ForkResult::Child => {
             drop(parent_ch);
-            child_main(&namespaces, &plan, console_socket.as_ref(), child_ch)
+            child_main(
+                &namespaces,
+                &cgroup,
+                &plan,
+                console_socket.as_ref(),
+                child_ch,
+            )
         }
         ForkResult::Parent { child } => child,
     };
@@ -110,10 +116,6 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
     };
-    if let Err(e) = cgroup.add_pid(stage1_pid.as_raw()) {
-        kill(stage1_pid);
-        return Err(e.into());
-    }
     parent_ch.send(&Message::Proceed)?;
     let pid = match parent_ch.expect("the exec'd process's pid")? {
         Message::InitPid(pid) => Pid::from_raw(pid),
@@ -149,11 +151,12 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
 
 fn child_main(
     namespaces: &Plan,
+    cgroup: &Cgroup,
     plan: &ProcessPlan,
     console_socket: Option<&OwnedFd>,
     ch: Channel,
 ) -> ! {
-    let res = match stage1::enter(namespaces, &ch) {
+    let res = match stage1::enter(namespaces, cgroup, &ch) {
         Ok(Some(())) => become_process(plan, console_socket),
         Ok(None) => sys::exit_now(0),
         Err(e) => Err(e.to_string()),

@@ -297,6 +297,6 @@ fn write_exit(ctx: &InitContext, record: &ExitRecord) {
             .try_clone()
             .unwrap_or_else(|_| sys::exit_now(1)),
     );
+    // Not synced, like state.json: see `StateRoot::save`.
     let _ = f.write_all(&bytes);
-    let _ = f.sync_data();
 }

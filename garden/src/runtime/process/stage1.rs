@@ -2,6 +2,7 @@
 //! namespace (the parent writes its maps), creates the rest, and forks the
 //! container's init into the new pid namespace.
 
+use garden_cgroups::{Cgroup, CgroupError};
 use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::super::namespaces::{self, NamespaceError, Plan};
@@ -14,6 +15,8 @@ pub enum Stage1Error {
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    #[error("joining the container's cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
     #[error("{step}: {source}")]
     Sys {
         step: &'static str,
@@ -25,11 +28,17 @@ pub enum Stage1Error {
 /// What stage 1 hands on: `Some(())` in the process that must go on as the
 /// container's process (init, or the exec'd program); `None` in a stage-1
 /// process that has done its job and must exit.
-pub fn enter(plan: &Plan, ch: &Channel) -> Result<Option<()>, Stage1Error> {
+///
+/// Stage 1 places itself in `cgroup` first, while it is single-threaded and
+/// still in the host's namespaces: a thread moving itself is far cheaper
+/// than the parent moving it (see [`Cgroup::join_self`]), and everything it
+/// forks later (init, the program) starts inside.
+pub fn enter(plan: &Plan, cgroup: &Cgroup, ch: &Channel) -> Result<Option<()>, Stage1Error> {
     let sys_err = |step| move |source| Stage1Error::Sys { step, source };
     // Nobody inside the container may read our memory or descriptors
     // through /proc/<pid>/ (we are still the runtime binary).
     nix::sys::prctl::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    cgroup.join_self()?;
     plan.join_existing()?;
     if plan.new_user {
         namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
