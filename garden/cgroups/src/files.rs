@@ -147,6 +147,23 @@ pub(crate) fn procs_recursive(dir: &Path, out: &mut Vec<i32>) -> Result<(), Cgro
     Ok(())
 }
 
+/// Whether any process (in any pid namespace) is in `dir` or below it.
+pub(crate) fn populated_recursive(dir: &Path) -> Result<bool, CgroupError> {
+    let path = dir.join("cgroup.procs");
+    match fs::read(&path) {
+        Ok(c) if c.iter().any(u8::is_ascii_digit) => return Ok(true),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(CgroupError::Read { path, source }),
+    }
+    for child in subdirs(dir)? {
+        if populated_recursive(&child)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The child directories (child cgroups) of `dir`; none if `dir` is gone.
 pub(crate) fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let entries = match fs::read_dir(dir) {

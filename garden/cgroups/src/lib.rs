@@ -216,6 +216,15 @@ impl Cgroup {
         }
     }
 
+    /// Whether any process is in the cgroup or below it: cheaper than
+    /// [`Cgroup::pids`] (v2 reads `cgroup.events`; v1 one hierarchy).
+    pub fn populated(&self) -> Result<bool, CgroupError> {
+        match &self.backend {
+            Backend::V1(c) => c.populated(),
+            Backend::V2(c) => c.populated(),
+        }
+    }
+
     /// Every process in the cgroup or below it, sorted. Processes outside the
     /// caller's pid namespace (listed as 0 by the kernel) are left out.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {

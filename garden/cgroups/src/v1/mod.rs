@@ -164,6 +164,18 @@ impl V1Cgroup {
         Ok(())
     }
 
+    /// Whether any process is in the cgroup. Every process of ours joins all
+    /// hierarchies, so one (pids, else the first) answers for all.
+    pub(crate) fn populated(&self) -> Result<bool, CgroupError> {
+        match self
+            .dir(Controller::Pids)
+            .or(self.dirs.first().map(|d| d.path.as_path()))
+        {
+            Some(dir) => files::populated_recursive(dir),
+            None => Ok(false),
+        }
+    }
+
     /// Every process in any hierarchy's directory or below, sorted.
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let mut pids = Vec::new();

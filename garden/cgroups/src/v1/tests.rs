@@ -361,6 +361,24 @@ fn add_pid_writes_every_hierarchy_and_pids_reads_them_all() {
 }
 
 #[test]
+fn join_self_writes_tasks_and_populated_looks_below() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let h = fake_v1(root, "c7/inner");
+    let cg = Cgroup::create_at(&h, "c7", None).expect("create");
+    cg.join_self().expect("join");
+    for c in [
+        "memory", "cpu", "cpuset", "freezer", "devices", "pids", "blkio", "cpuacct",
+    ] {
+        assert_eq!(read(root, c, "c7", "tasks"), "0", "{c}");
+    }
+    assert!(!cg.populated().expect("populated"), "empty files");
+    // A pid from another pid namespace shows as 0 and still counts.
+    fs::write(root.join("pids/c7/inner/cgroup.procs"), "0\n").expect("seed");
+    assert!(cg.populated().expect("populated"));
+}
+
+#[test]
 fn missing_controller_is_named() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();

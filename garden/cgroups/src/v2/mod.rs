@@ -149,6 +149,15 @@ impl V2Cgroup {
         files::write(&self.dir, "cgroup.procs", &pid.to_string())
     }
 
+    /// `populated` of `cgroup.events` covers the whole subtree.
+    pub(crate) fn populated(&self) -> Result<bool, CgroupError> {
+        match files::read_keyed(&self.dir, "cgroup.events", "populated") {
+            Ok(n) => Ok(n > 0),
+            Err(_) if !self.dir.exists() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub(crate) fn join_self(&self) -> Result<(), CgroupError> {
         files::write(&self.dir, "cgroup.procs", "0")
     }

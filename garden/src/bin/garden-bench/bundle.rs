@@ -4,8 +4,12 @@
 //! /tmp/garden-bench-<pid>-<nanos>/
 //!   bundle/config.json   `runc spec`'s default, running /bin/true without a terminal
 //!   bundle/rootfs/       a copy of the busybox rootfs
+//! /dev/shm/garden-bench-<pid>-<nanos>/
 //!   <runtime>/           that runtime's --root state directory, pid files, stderr
 //! ```
+//!
+//! State roots live on tmpfs, as in /run on production hosts (both runtimes
+//! write their state there; on a disk both would pay for metadata writes).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,12 +26,27 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn create() -> Result<Self> {
+        Workdir::create_in(&std::env::temp_dir())
+    }
+
+    /// A fresh directory on tmpfs for the runtimes' state roots: production
+    /// hosts keep them in /run (tmpfs); this falls back to the temp dir
+    /// where /dev/shm is missing.
+    pub fn create_on_tmpfs() -> Result<Self> {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            Workdir::create_in(shm)
+        } else {
+            Workdir::create()
+        }
+    }
+
+    fn create_in(base: &Path) -> Result<Self> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("garden-bench-{}-{nanos}", std::process::id()));
+        let path = base.join(format!("garden-bench-{}-{nanos}", std::process::id()));
         // create_dir (not create_dir_all) fails if the name is taken.
         fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Workdir { path })

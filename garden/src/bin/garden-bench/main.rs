@@ -58,6 +58,7 @@ struct Bench {
     runc: Runtime,
     bundle: PathBuf,
     _work: Workdir,
+    _state: Workdir,
 }
 
 impl Drop for Bench {
@@ -100,11 +101,13 @@ fn run(cli: Cli) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
 
     let work = Workdir::create()?;
+    let state = Workdir::create_on_tmpfs()?;
     let bench = Bench {
-        ours: Runtime::new("garden-runc", ours_path, &work.path().join("garden"))?,
-        runc: Runtime::new("runc", runc_path, &work.path().join("runc"))?,
+        ours: Runtime::new("garden-runc", ours_path, &state.path().join("garden"))?,
+        runc: Runtime::new("runc", runc_path, &state.path().join("runc"))?,
         bundle: work.path().join("bundle"),
         _work: work,
+        _state: state,
     };
     bundle::make(&bench.runc.path, &cli.rootfs, &bench.bundle)?;
 

@@ -52,6 +52,10 @@ impl Results {
             "  bundle:     runc spec defaults, rootfs copied from {}",
             self.rootfs.display()
         );
+        let _ = writeln!(
+            s,
+            "  state:      both runtimes' --root on tmpfs (/dev/shm), as /run on hosts"
+        );
         let _ = writeln!(s, "  ours:       {}", self.ours_path.display());
         let _ = writeln!(s, "  runc:       {}", self.runc_path.display());
         let _ = writeln!(s);

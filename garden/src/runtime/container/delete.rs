@@ -50,7 +50,7 @@ impl Runtime {
         }
         if let Some(cg) = &cgroup {
             // Processes that outlived init (no pid namespace) go too.
-            if cg.pids().is_ok_and(|p| !p.is_empty()) {
+            if cg.populated().unwrap_or(true) {
                 cg.kill_all().map_err(cg_err)?;
             }
             cg.destroy().map_err(cg_err)?;
