@@ -48,7 +48,7 @@ pub fn init(g: &Global) -> Guard {
 /// Reports a failed command: always on stderr, and in the log file the way
 /// runc does (`{"level":"error","msg":...,"time":...}`).
 pub fn error(e: &anyhow::Error) {
-    let msg = format!("{e:#}");
+    let msg = message(e);
     eprintln!("garden-runc: {msg}");
     let Ok(slot) = LOG_FILE.lock() else { return };
     let Some((path, json)) = slot.as_ref() else {
@@ -68,4 +68,36 @@ pub fn error(e: &anyhow::Error) {
         format!("time=\"{time}\" level=error msg=\"{msg}\"")
     };
     let _ = writeln!(f, "{line}");
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text
+/// the message already carries (our error types embed their source).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("reading /x: no such file");
+        assert_eq!(message(&e), "reading /x: no such file");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("reading /x");
+        assert_eq!(message(&e), "reading /x: no such file");
+    }
 }
