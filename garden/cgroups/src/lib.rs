@@ -123,18 +123,33 @@ impl Cgroup {
         resources: Option<&LinuxResources>,
     ) -> Result<Cgroup, CgroupError> {
         let cgroup = Cgroup::at(hierarchy, path)?;
-        let created = match &cgroup.backend {
+        cgroup.materialize(resources)?;
+        Ok(cgroup)
+    }
+
+    /// The cgroup at `path` on the host's hierarchies, without creating or
+    /// touching anything: where it will be ([`Cgroup::host_dirs`]) is known
+    /// before [`Cgroup::materialize`] makes it.
+    pub fn lookup(path: &str) -> Result<Cgroup, CgroupError> {
+        Cgroup::at(&Hierarchy::host()?, path)
+    }
+
+    /// Creates the directories and applies the OCI resources (what
+    /// [`Cgroup::create`] does after the lookup). If applying fails, the
+    /// directories this call created are removed again.
+    pub fn materialize(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        let created = match &self.backend {
             Backend::V1(c) => c.create()?,
             Backend::V2(c) => c.create()?,
         };
         if let Some(r) = resources {
-            if let Err(e) = cgroup.update(r) {
+            if let Err(e) = self.update(r) {
                 files::remove_created(&created);
                 return Err(e);
             }
         }
-        tracing::info!(cgroup = %cgroup.path, mode = ?cgroup.mode(), "cgroup created");
-        Ok(cgroup)
+        tracing::info!(cgroup = %self.path, mode = ?self.mode(), "cgroup created");
+        Ok(())
     }
 
     /// Opens an existing cgroup on the host's hierarchies.

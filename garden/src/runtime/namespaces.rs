@@ -167,6 +167,15 @@ impl Plan {
     }
 
     /// Joins the planned existing namespaces (stage 1).
+    /// Whether stage 1 may create its namespaces before it joins the
+    /// container's cgroup, so that creating them overlaps the parent's
+    /// cgroup set-up. Not with a user namespace (inside it the cgroup files
+    /// are no longer ours to write) nor with namespaces joined by path (a
+    /// joined mount namespace would hide the host's cgroup tree).
+    pub fn cgroup_join_can_wait(&self) -> bool {
+        self.join.is_empty() && !self.new_user
+    }
+
     pub fn join_existing(&self) -> Result<(), NamespaceError> {
         for (kind, fd) in &self.join {
             sched::setns(fd, flag(*kind)).map_err(|source| NamespaceError::Join {

@@ -172,7 +172,6 @@ fn build(
         _ => None,
     };
 
-    let t = Instant::now();
     let cgroup_path = linux
         .cgroups_path()
         .as_ref()
@@ -182,17 +181,19 @@ fn build(
         linux.resources().as_ref(),
         linux.devices().as_deref().unwrap_or(&[]),
     );
-    let cgroup = Cgroup::create(
-        &cgroup_path,
-        resources.as_ref().or(linux.resources().as_ref()),
-    )?;
+    let resources = resources.as_ref().or(linux.resources().as_ref());
+    let cgroup = Cgroup::lookup(&cgroup_path)?;
     let cgroups = CgroupView {
         unified: cgroup.mode() == CgroupMode::Unified,
         dirs: cgroup.host_dirs(),
         namespaced: namespaces.new_cgroup,
     };
-    undo.cgroup = Some(cgroup.clone());
-    timings.cgroups_us = t.elapsed().as_micros() as u64;
+    // Usually stage 1 creates its namespaces while we create the cgroup,
+    // and joins it when we say Proceed; otherwise it joins first thing.
+    let cgroup_after_fork = namespaces.cgroup_join_can_wait();
+    if !cgroup_after_fork {
+        materialize(&cgroup, resources, undo, &mut timings)?;
+    }
 
     std::fs::write(
         dir.join(CONFIG_FILE),
@@ -262,6 +263,9 @@ fn build(
     };
     drop(child_ch);
     undo.pids.push(stage1_pid);
+    if cgroup_after_fork {
+        materialize(&ctx.cgroup, resources, undo, &mut timings)?;
+    }
     if ctx.namespaces.new_user {
         expect(&parent_ch, "user-namespace-ready", |m| {
             matches!(m, Message::UserNamespaceReady)
@@ -329,6 +333,21 @@ fn build(
     }
     let _ = root;
     Ok(record)
+}
+
+/// Creates the cgroup with its limits; from then on a failed create
+/// removes it again.
+fn materialize(
+    cgroup: &Cgroup,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+    undo: &mut Undo<'_>,
+    timings: &mut Timings,
+) -> Result<(), CreateError> {
+    let t = Instant::now();
+    cgroup.materialize(resources)?;
+    undo.cgroup = Some(cgroup.clone());
+    timings.cgroups_us = t.elapsed().as_micros() as u64;
+    Ok(())
 }
 
 fn expect(
