@@ -161,3 +161,74 @@ fn a_failing_hook_fails_create_and_cleans_up() {
     );
     b.assert_nothing_left();
 }
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+    let b = TestBundle::new("tty")
+        .sh("tty; stty size; echo done")
+        .edit(|c| {
+            c["process"]["terminal"] = serde_json::json!(true);
+            c["process"]["consoleSize"] = serde_json::json!({"height": 30, "width": 100});
+        });
+    // Without a console socket a terminal is refused, clearly.
+    let refused = b.create();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("console socket"),
+        "{}",
+        stderr(&refused)
+    );
+    b.assert_nothing_left();
+
+    let sock_path = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).expect("bind console socket");
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let mut name = [0u8; 256];
+        let mut iov = [IoSliceMut::new(&mut name)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg");
+        let mut master = None;
+        for c in msg.cmsgs().expect("cmsgs") {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
+                master = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        master.expect("the pty master")
+    });
+    let out = b.create_with(&["--console-socket", sock_path.to_str().expect("utf8")]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let master = receiver.join().expect("console receiver");
+    assert!(b.runtime(&["start", &b.id]).status.success());
+    let mut text = String::new();
+    let mut file = std::fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    // EIO once the last slave closes.
+    while let Ok(n) = file.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.contains("done") {
+            break;
+        }
+    }
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("30 100"), "console size: {text}");
+    b.wait_stopped();
+    assert!(b.runtime(&["delete", &b.id]).status.success());
+    b.assert_nothing_left();
+}

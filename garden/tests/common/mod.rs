@@ -140,6 +140,11 @@ impl TestBundle {
     /// (as with runc), so they go to files: pipes would stay open until the
     /// container ends.
     pub fn create(&self) -> Output {
+        self.create_with(&[])
+    }
+
+    /// `create` with extra flags before the id.
+    pub fn create_with(&self, extra: &[&str]) -> Output {
         self.write();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let out_path = self.path().join(format!("create-{n}.out"));
@@ -149,6 +154,7 @@ impl TestBundle {
             .arg(self.state_root())
             .args(["create", "--bundle"])
             .arg(self.path())
+            .args(extra)
             .arg(&self.id)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out_path).expect("create.out"))
