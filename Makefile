@@ -2,6 +2,9 @@
 # `make test` (the whole suite). Both install what they need first.
 
 CARGO ?= cargo
+# .cargo/config.toml names the target, so binaries land here.
+BIN := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
+export GARDEN_BIN ?= $(BIN)
 export GARDEN_TEST_ROOTFS ?= $(CURDIR)/rootfs/out/busybox
 
 .PHONY: deps rootfs build run test lint unit bench clean
@@ -29,7 +32,7 @@ test: rootfs lint
 	@scripts/bench-smoke.sh
 
 bench: rootfs build
-	target/release/garden-bench --rootfs $(GARDEN_TEST_ROOTFS)
+	$(BIN)/garden-bench --rootfs $(GARDEN_TEST_ROOTFS)
 
 clean:
 	$(CARGO) clean

@@ -3,4 +3,4 @@
 # rots: a few iterations, figures printed, no timing assertions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target/release/garden-bench --rootfs "${GARDEN_TEST_ROOTFS:-rootfs/out/busybox}" --iterations 20 --warmup 3
+"${GARDEN_BIN:-target/x86_64-unknown-linux-gnu/release}/garden-bench" --rootfs "${GARDEN_TEST_ROOTFS:-rootfs/out/busybox}" --iterations 20 --warmup 3

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runtime=${GARDEN_RUNC:-target/release/garden-runc}
+runtime=${GARDEN_RUNC:-${GARDEN_BIN:-target/x86_64-unknown-linux-gnu/release}/garden-runc}
 lower=$(realpath "${GARDEN_DEMO_ROOTFS:-rootfs/out/cflinuxfs4}")
 state=/run/garden-demo
 id="demo-$$"

@@ -104,6 +104,17 @@ fn the_runtime_binary_cannot_be_reached_for_writing() {
     assert!(b.create().status.success(), "create");
     let pid = b.state()["pid"].as_i64().expect("pid");
     let exe_path = format!("/proc/{pid}/exe");
+    // Init switches to the read-only copy right after create returns, and
+    // before it starts anything of the container's.
+    use std::os::unix::fs::MetadataExt;
+    let host = std::fs::metadata(RUNTIME).expect("runtime binary");
+    for _ in 0..2000 {
+        let now = std::fs::metadata(&exe_path).expect("init's exe");
+        if (now.dev(), now.ino()) != (host.dev(), host.ino()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let err = std::fs::OpenOptions::new()
         .write(true)
         .open(&exe_path)
@@ -118,7 +129,6 @@ fn the_runtime_binary_cannot_be_reached_for_writing() {
     let exe = std::fs::File::open(&exe_path).expect("open exe");
     let runtime_file = std::fs::metadata(RUNTIME).expect("runtime binary");
     let init_file = exe.metadata().expect("init's binary");
-    use std::os::unix::fs::MetadataExt;
     assert_ne!(
         (init_file.dev(), init_file.ino()),
         (runtime_file.dev(), runtime_file.ino()),

@@ -218,6 +218,8 @@ fn processes_are_tracked_frozen_and_killed() {
     cg.add_pid(child.pid()).expect("add_pid");
     assert_eq!(cg.pids().expect("pids"), [child.pid()]);
     child.release();
+    // `ready` comes after the helpers (head, tr) have exited.
+    child.wait_for_output("ready");
     eventually("the helpers to finish", || {
         cg.stats().is_ok_and(|s| {
             s.pids.is_some_and(|p| p.current == 1) && s.cpu.is_some_and(|c| c.usage_ns > 0)

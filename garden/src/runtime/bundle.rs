@@ -17,6 +17,8 @@ pub const ANNOTATION_SECCOMP: &str = "garden.seccomp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    #[error("seccomp profile: {0}")]
+    Seccomp(#[from] garden_seccomp::SeccompError),
     #[error("bundle directory {0} does not exist")]
     NoBundle(PathBuf),
     #[error("cannot read {path}: {source}")]
@@ -188,6 +190,17 @@ fn rootfs_source(spec: &Spec, target: PathBuf) -> Result<RootfsSource, BundleErr
         upper: upper.into(),
         work: work.into(),
         target,
+    })
+}
+
+/// The seccomp profile the spec asks for, compiled: `create` and init's
+/// resumption (`process::resume`) must agree on it.
+pub fn seccomp_profile(spec: &Spec) -> Result<Option<garden_seccomp::Profile>, BundleError> {
+    let oci = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    Ok(match seccomp_choice(spec)? {
+        SeccompChoice::None => None,
+        SeccompChoice::GardenDefault => Some(garden_seccomp::Profile::garden_default()?),
+        SeccompChoice::Spec => oci.map(garden_seccomp::Profile::from_oci).transpose()?,
     })
 }
 

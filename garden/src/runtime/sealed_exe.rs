@@ -41,12 +41,16 @@ pub enum SealedExeError {
     },
 }
 
-/// Whether we already run from a read-only overlay or a sealed memfd.
+/// Whether we already run from a read-only overlay or a sealed memfd
+/// that we made ourselves.
 pub fn is_sealed() -> bool {
-    if std::env::var_os(MARKER).is_none() {
-        return false;
-    }
-    let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
+    std::env::var_os(MARKER).is_some() && runs_read_only("self")
+}
+
+/// Whether process `pid` (or `self`) runs a binary nobody can write: a
+/// write-sealed memfd, or a file on a read-only overlayfs.
+pub fn runs_read_only(pid: &str) -> bool {
+    let Ok(exe) = std::fs::File::open(format!("/proc/{pid}/exe")) else {
         return false;
     };
     if let Ok(seals) = fcntl(exe.as_fd(), FcntlArg::F_GET_SEALS) {
@@ -64,19 +68,25 @@ pub fn is_sealed() -> bool {
     magic == OVERLAYFS_SUPER_MAGIC && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
 }
 
+/// A close-on-exec descriptor of a read-only copy of the running binary,
+/// for a child to `fexecve` later (see `process::init`).
+pub fn read_only_copy() -> Result<OwnedFd, SealedExeError> {
+    match overlay_view() {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            tracing::debug!(error = %e, "read-only overlay of the runtime binary unavailable; copying it into a sealed memfd");
+            memfd_copy()
+        }
+    }
+}
+
 /// Re-executes the current command from a read-only copy of the binary,
 /// unless it already runs from one. Returns only on failure.
 pub fn reexec_sealed() -> Result<(), SealedExeError> {
     if is_sealed() {
         return Ok(());
     }
-    let exe = match overlay_view() {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::debug!(error = %e, "read-only overlay of the runtime binary unavailable; copying it into a sealed memfd");
-            memfd_copy()?
-        }
-    };
+    let exe = read_only_copy()?;
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())
         .collect();

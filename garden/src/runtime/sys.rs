@@ -3,7 +3,7 @@
 //! All `unsafe` of the `garden` crate lives here, each block with the reason it
 //! is sound. Callers get safe functions with `nix::Result`.
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::{ForkResult, Pid};
@@ -135,4 +135,19 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust-managed state; it is the
     // documented way to leave a forked child.
     unsafe { libc::_exit(code) }
+}
+
+/// Takes ownership of an inherited descriptor named by number (init's
+/// handover across its re-exec); `None` if it is not open.
+pub fn own_fd(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and, by the handover's
+    // contract, nothing else in this process owns it.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

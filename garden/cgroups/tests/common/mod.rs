@@ -124,6 +124,19 @@ impl ChildGuard {
         stdin.write_all(b"go\n").expect("release child");
     }
 
+    /// Reads the child's stdout (byte by byte, so nothing after it is lost)
+    /// until `needle` has appeared.
+    pub fn wait_for_output(&mut self, needle: &str) {
+        let stdout = self.child.stdout.as_mut().expect("piped stdout");
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let n = std::io::Read::read(stdout, &mut byte).expect("read stdout");
+            assert!(n == 1, "child closed stdout before printing {needle:?}");
+            seen.push(byte[0]);
+        }
+    }
+
     /// Waits (at most `limit`) for the child to exit; its stdout and status.
     pub fn finish(mut self, limit: Duration) -> (String, ExitStatus) {
         let start = Instant::now();

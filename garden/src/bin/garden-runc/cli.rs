@@ -85,6 +85,10 @@ pub enum Command {
         format: String,
         id: String,
     },
+    /// Internal: a container's init continuing from a read-only copy of
+    /// the binary after set-up (see `process::resume`).
+    #[command(name = "init-resume", hide = true)]
+    InitResume { fd: i32 },
     /// Write a default config.json into a bundle directory.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -136,10 +140,9 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 
 impl Command {
     pub fn enters_container(&self) -> bool {
-        matches!(
-            self,
-            Command::Create(_) | Command::Run { .. } | Command::Exec(_)
-        )
+        // `create` (and `run`) need not: their init re-executes from a
+        // read-only copy by itself once set-up is done.
+        matches!(self, Command::Exec(_))
     }
 }
 
@@ -178,6 +181,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::List { format, quiet } => list(&rt, &format, quiet)?,
         Command::Ps { format, id } => ps(&rt, &format, &id)?,
         Command::Spec { bundle } => spec(&bundle)?,
+        Command::InitResume { fd } => garden::runtime::process::resume::resume(fd),
     }
     Ok(0)
 }

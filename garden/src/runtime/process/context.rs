@@ -32,6 +32,9 @@ pub struct InitContext {
     pub pause_for_hooks: bool,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
+    /// A read-only copy of the runtime binary for init to re-execute from
+    /// after set-up; `None` when we already run from one.
+    pub sealed_exe: Option<OwnedFd>,
     /// CLOCK_MONOTONIC when the parent forked, for the namespace timing.
     pub forked_at_ns: u64,
 }

@@ -13,10 +13,11 @@ use nix::sys::stat::Mode;
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{Hooks, LinuxNamespaceType, Spec};
 
-use super::super::bundle::{Bundle, BundleError, SeccompChoice};
+use super::super::bundle::{Bundle, BundleError};
 use super::super::hooks::{self, HookError};
 use super::super::namespaces::{self, NamespaceError, Plan};
 use super::super::rootfs::CgroupView;
+use super::super::sealed_exe::{self, SealedExeError};
 use super::super::state::{self, Record, StateError, StateRoot, CONFIG_FILE, EXIT_FILE, FIFO_FILE};
 use super::super::sysctl::{self, Private, SysctlError};
 use super::super::{oci_state, sys};
@@ -61,6 +62,8 @@ pub enum CreateError {
         #[source]
         source: nix::Error,
     },
+    #[error(transparent)]
+    SealedExe(#[from] SealedExeError),
     #[error("process.terminal is set but no console socket was given (--console-socket)")]
     NoConsoleSocket,
 }
@@ -155,15 +158,7 @@ fn build(
     }
 
     let t = Instant::now();
-    let seccomp = match bundle.seccomp {
-        SeccompChoice::None => None,
-        SeccompChoice::GardenDefault => Some(garden_seccomp::Profile::garden_default()?),
-        SeccompChoice::Spec => linux
-            .seccomp()
-            .as_ref()
-            .map(garden_seccomp::Profile::from_oci)
-            .transpose()?,
-    };
+    let seccomp = super::super::bundle::seccomp_profile(&spec)?;
     timings.seccomp_us = t.elapsed().as_micros() as u64;
     let plan = ProcessPlan::from_spec(&process, seccomp, opts.preserve_fds)?;
     let console_socket = match (&opts.console_socket, plan.terminal) {
@@ -233,7 +228,15 @@ fn build(
         .join
         .iter()
         .any(|(k, _)| *k == LinuxNamespaceType::User);
+    // Init re-executes from this read-only copy once set-up is done (see
+    // `resume`), unless we already run from one.
+    let sealed_exe = if sealed_exe::is_sealed() {
+        None
+    } else {
+        Some(sealed_exe::read_only_copy()?)
+    };
     let ctx = InitContext {
+        sealed_exe,
         in_user_namespace: namespaces.new_user || user_joined,
         bundle,
         namespaces,

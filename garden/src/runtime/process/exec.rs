@@ -4,13 +4,15 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use garden_cgroups::{Cgroup, CgroupError};
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{Process, Spec};
 
-use super::super::bundle::ANNOTATION_SECCOMP;
+use super::super::bundle::{seccomp_profile, BundleError};
 use super::super::namespaces::{NamespaceError, Plan};
+use super::super::sealed_exe;
 use super::super::sys;
 use super::channel::{self, Channel, ChannelError, Message};
 use super::console::{self, ConsoleError};
@@ -23,8 +25,8 @@ pub enum ExecError {
     Namespace(#[from] NamespaceError),
     #[error("cgroup: {0}")]
     Cgroup(#[from] CgroupError),
-    #[error("seccomp profile: {0}")]
-    Seccomp(#[from] garden_seccomp::SeccompError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
@@ -65,20 +67,8 @@ pub struct ExecRequest {
 /// Starts the process; returns its host pid once it has exec'd. The caller
 /// must be a child subreaper to wait for it.
 pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
-    let linux = req.spec.linux().clone().unwrap_or_default();
-    let seccomp = match linux.seccomp() {
-        Some(s) => Some(garden_seccomp::Profile::from_oci(s)?),
-        None if req
-            .spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_SECCOMP))
-            .is_some_and(|v| v == "default") =>
-        {
-            Some(garden_seccomp::Profile::garden_default()?)
-        }
-        None => None,
-    };
+    wait_for_read_only_init(req.init_pid)?;
+    let seccomp = seccomp_profile(&req.spec)?;
     let plan = ProcessPlan::from_spec(&req.process, seccomp, req.preserve_fds)?;
     let console_socket = match (&req.console_socket, plan.terminal) {
         (Some(path), true) => Some(
@@ -147,6 +137,23 @@ pub fn spawn(req: &ExecRequest) -> Result<Pid, ExecError> {
         }
         .into()),
     }
+}
+
+/// A container's init re-executes from a read-only copy of the runtime
+/// binary right after `create` returns (`resume`): nothing may enter the
+/// container before that, or it could reach the binary through init.
+fn wait_for_read_only_init(pid: i32) -> Result<(), ExecError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid_str = pid.to_string();
+    while !sealed_exe::runs_read_only(&pid_str) {
+        if Instant::now() > deadline {
+            return Err(ExecError::Failed(format!(
+                "the container's init (pid {pid}) is not running from a read-only runtime binary"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 fn child_main(

@@ -3,7 +3,7 @@
 //! every zombie, and records how the program ended.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::Hook;
 
 use super::super::hooks::{self, HookError};
 use super::super::rootfs::{self, RootfsError, Setup};
@@ -21,7 +22,7 @@ use super::channel::{Channel, ChannelError, Message};
 use super::console::{self, ConsoleError};
 use super::context::InitContext;
 use super::timings::Timings;
-use super::user::ProcessError;
+use super::user::{ProcessError, ProcessPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -49,6 +50,18 @@ fn sys_err(step: &'static str) -> impl FnOnce(nix::Error) -> InitError {
     move |source| InitError::Sys { step, source }
 }
 
+/// What init needs once set-up is done: the program to start and where to
+/// report. Borrowed from the `InitContext` when init goes on in-process, or
+/// rebuilt from the handover after the sealed re-execution (`resume`).
+pub(super) struct Waiting<'a> {
+    pub process: &'a ProcessPlan,
+    pub program: &'a Path,
+    pub pty: Option<&'a console::Pty>,
+    pub start_container_hooks: &'a [Hook],
+    pub fifo: BorrowedFd<'a>,
+    pub exit_file: BorrowedFd<'a>,
+}
+
 /// Runs init; never returns.
 pub fn run(ctx: &InitContext, ch: Channel) -> ! {
     let signals = match block_signals() {
@@ -62,11 +75,35 @@ pub fn run(ctx: &InitContext, ch: Channel) -> ! {
     // From here on nobody listens on the channel; close our end so the
     // parent sees end-of-file if it is still waiting.
     drop(ch);
-    if !wait_for_start(ctx, &signals) {
+    if let Some(exe) = &ctx.sealed_exe {
+        // Set-up ran our binary as the caller started it; before anything
+        // of the container runs, init becomes a read-only copy of it. The
+        // caller's `create` has already returned: this exec overlaps `start`.
+        let err = super::resume::hand_over(ctx, exe, pty.as_ref());
+        let record = exec_failed(format!(
+            "re-executing init from the read-only runtime binary: {err}"
+        ));
+        write_exit(ctx.exit_file.as_fd(), &record);
+        sys::exit_now(1);
+    }
+    let waiting = Waiting {
+        process: &ctx.process,
+        program: &program,
+        pty: pty.as_ref(),
+        start_container_hooks: &ctx.start_container_hooks,
+        fifo: ctx.fifo.as_fd(),
+        exit_file: ctx.exit_file.as_fd(),
+    };
+    wait_and_run(&waiting, &signals)
+}
+
+/// Waits for `start`, runs the program, records how it ended, exits.
+pub(super) fn wait_and_run(w: &Waiting<'_>, signals: &SignalFd) -> ! {
+    if !wait_for_start(w.fifo, signals) {
         sys::exit_now(0);
     }
-    let record = run_program(ctx, &program, pty.as_ref(), &signals);
-    write_exit(ctx, &record);
+    let record = run_program(w, signals);
+    write_exit(w.exit_file, &record);
     sys::exit_now(record.shell_status());
 }
 
@@ -75,7 +112,7 @@ fn fail(ch: &Channel, err: &dyn std::fmt::Display) -> ! {
     sys::exit_now(1);
 }
 
-fn block_signals() -> Result<SignalFd, InitError> {
+pub(super) fn block_signals() -> Result<SignalFd, InitError> {
     let all = SigSet::all();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
         .map_err(sys_err("blocking signals"))?;
@@ -152,10 +189,10 @@ fn set_up(ctx: &InitContext, ch: &Channel) -> Result<(PathBuf, Option<console::P
 
 /// Waits for `start` (a byte in the FIFO). Returns false when a signal told
 /// the created container to go away first.
-fn wait_for_start(ctx: &InitContext, signals: &SignalFd) -> bool {
+fn wait_for_start(fifo: BorrowedFd<'_>, signals: &SignalFd) -> bool {
     loop {
         let mut fds = [
-            PollFd::new(ctx.fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(fifo, PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -181,23 +218,16 @@ fn wait_for_start(ctx: &InitContext, signals: &SignalFd) -> bool {
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
         {
             let mut byte = [0u8; 1];
-            let mut f =
-                std::fs::File::from(ctx.fifo.try_clone().unwrap_or_else(|_| sys::exit_now(1)));
-            return matches!(f.read(&mut byte), Ok(1));
+            return matches!(nix::unistd::read(fifo, &mut byte), Ok(1));
         }
     }
 }
 
 /// Forks the program, waits for its `execve`, then forwards signals and
 /// reaps until it exits.
-fn run_program(
-    ctx: &InitContext,
-    program: &Path,
-    pty: Option<&console::Pty>,
-    signals: &SignalFd,
-) -> ExitRecord {
+fn run_program(w: &Waiting<'_>, signals: &SignalFd) -> ExitRecord {
     let started = sys::monotonic_ns();
-    let _ = hooks::run_all("startContainer", &ctx.start_container_hooks, "{}");
+    let _ = hooks::run_all("startContainer", w.start_container_hooks, "{}");
     // A close-on-exec pipe: end-of-file means execve succeeded, bytes are
     // the error that prevented it.
     let Ok((err_r, err_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
@@ -207,7 +237,7 @@ fn run_program(
         Err(e) => return exec_failed(format!("fork of the program: {e}")),
         Ok(ForkResult::Child) => {
             drop(err_r);
-            let res = exec_child(ctx, program, pty);
+            let res = exec_child(w);
             let msg = match res {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
@@ -230,19 +260,15 @@ fn run_program(
     record
 }
 
-fn exec_child(
-    ctx: &InitContext,
-    program: &Path,
-    pty: Option<&console::Pty>,
-) -> Result<std::convert::Infallible, InitError> {
-    if let Some(pty) = pty {
+fn exec_child(w: &Waiting<'_>) -> Result<std::convert::Infallible, InitError> {
+    if let Some(pty) = w.pty {
         let slave: OwnedFd = console::open_slave(pty)?;
-        super::user::attach_terminal(slave.as_raw_fd(), ctx.process.console_size)?;
+        super::user::attach_terminal(slave.as_raw_fd(), w.process.console_size)?;
     }
-    Ok(ctx.process.exec(program)?)
+    Ok(w.process.exec(w.program)?)
 }
 
-fn exec_failed(error: String) -> ExitRecord {
+pub(super) fn exec_failed(error: String) -> ExitRecord {
     ExitRecord {
         exit_code: Some(127),
         error: Some(error),
@@ -290,13 +316,8 @@ fn reap_all(program: Option<Pid>) -> Option<ExitRecord> {
     }
 }
 
-fn write_exit(ctx: &InitContext, record: &ExitRecord) {
+pub(super) fn write_exit(exit_file: BorrowedFd<'_>, record: &ExitRecord) {
     let bytes = serde_json::to_vec(record).unwrap_or_default();
-    let mut f = std::fs::File::from(
-        ctx.exit_file
-            .try_clone()
-            .unwrap_or_else(|_| sys::exit_now(1)),
-    );
     // Not synced, like state.json: see `StateRoot::save`.
-    let _ = f.write_all(&bytes);
+    let _ = nix::unistd::write(exit_file, &bytes);
 }

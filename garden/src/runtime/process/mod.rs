@@ -8,6 +8,7 @@ pub mod context;
 pub mod create;
 pub mod exec;
 mod init;
+pub mod resume;
 mod stage1;
 pub mod timings;
 pub mod user;
