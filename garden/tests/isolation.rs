@@ -158,3 +158,23 @@ fn joining_an_existing_namespace_by_path() {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("ns link");
     assert_eq!(out.trim(), theirs.to_string_lossy());
 }
+
+#[test]
+fn rlimits_and_oom_score_adj_apply_to_the_process() {
+    let b = TestBundle::new("limits")
+        .sh("ulimit -n; cat /proc/self/oom_score_adj")
+        .edit(|c| {
+            c["process"]["rlimits"] =
+                serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 777, "soft": 555}]);
+            c["process"]["oomScoreAdj"] = serde_json::json!(432);
+        });
+    let out = run_ok(&b);
+    assert_eq!(out, "555\n432\n");
+    // An impossible value is a clear create error, not silently ignored.
+    let bad =
+        TestBundle::new("badoom").edit(|c| c["process"]["oomScoreAdj"] = serde_json::json!(5000));
+    let out = bad.create();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("oom_score_adj"), "{}", stderr(&out));
+    bad.assert_nothing_left();
+}

@@ -49,6 +49,12 @@ pub enum ProcessError {
     Capabilities(#[from] CapabilityError),
     #[error("installing the seccomp filter: {0}")]
     Seccomp(#[source] garden_seccomp::SeccompError),
+    #[error("setting oom_score_adj to {value}: {source}")]
+    OomScoreAdj {
+        value: i32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("setting rlimit {resource}: {source}")]
     Rlimit {
         resource: &'static str,
@@ -164,8 +170,10 @@ impl ProcessPlan {
             })?;
         }
         if let Some(adj) = self.oom_score_adj {
-            // Raising it never needs privilege; lowering it does, and we have it.
-            let _ = std::fs::write("/proc/self/oom_score_adj", adj.to_string());
+            // Raising it never needs privilege; lowering it needs
+            // CAP_SYS_RESOURCE, which set-up still has.
+            std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+                .map_err(|source| ProcessError::OomScoreAdj { value: adj, source })?;
         }
         Ok(())
     }
