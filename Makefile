@@ -7,7 +7,7 @@ BIN := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
 export GARDEN_BIN ?= $(BIN)
 export GARDEN_TEST_ROOTFS ?= $(CURDIR)/rootfs/out/busybox
 
-.PHONY: deps rootfs build run test lint unit bench clean
+.PHONY: deps rootfs build run test vm-test lint unit bench clean
 
 deps:
 	@scripts/deps.sh
@@ -29,7 +29,13 @@ lint: deps
 # (they need root: real namespaces, cgroups and mounts).
 test: rootfs lint
 	$(CARGO) test --workspace --release
+	@tests/vm/run.sh
 	@scripts/bench-smoke.sh
+
+# The privileged runtime and cgroup tests again, on a pure cgroup v2 kernel
+# under qemu (tests/vm/run.sh FILTER runs only matching tests).
+vm-test: rootfs
+	@tests/vm/run.sh
 
 bench: rootfs build
 	$(BIN)/garden-bench --rootfs $(GARDEN_TEST_ROOTFS)

@@ -3,7 +3,8 @@
 # root). Fast when everything is already there.
 set -euo pipefail
 
-packages=(runc busybox-static mmdebstrap debian-archive-keyring jq hyperfine pkg-config iproute2 python3)
+packages=(runc busybox-static mmdebstrap debian-archive-keyring jq hyperfine pkg-config iproute2 python3
+          qemu-system-x86 cpio binutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

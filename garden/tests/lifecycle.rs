@@ -87,16 +87,25 @@ fn exec_joins_the_running_container() {
     // The exec'd process joined the container's cgroup: ps (which lists
     // the cgroup's processes) saw it while it ran.
     let b2 = &b;
-    let during = std::thread::scope(|s| {
-        let h = s.spawn(|| b2.runtime(&["exec", &b2.id, "sleep", "0.5"]));
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        let ps = stdout(&b2.runtime(&["ps", "--format", "json", &b2.id]));
+    let seen = std::thread::scope(|s| {
+        let h = s.spawn(|| b2.runtime(&["exec", &b2.id, "sleep", "2"]));
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            let ps = stdout(&b2.runtime(&["ps", "--format", "json", &b2.id]));
+            seen = serde_json::from_str::<Vec<i64>>(&ps).expect("ps json");
+            if seen.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let ran = h.join().expect("exec thread");
         assert!(ran.status.success(), "{}", stderr(&ran));
-        ps
+        seen
     });
-    let ps: Vec<i64> = serde_json::from_str(&during).expect("ps json");
-    assert!(ps.len() >= 3, "init, sleep 30 and the exec'd sleep: {ps:?}");
+    assert!(
+        seen.len() >= 3,
+        "init, sleep 30 and the exec'd sleep: {seen:?}"
+    );
     let missing = b.runtime(&["exec", &b.id, "no-such-program"]);
     assert!(!missing.status.success());
     assert!(
