@@ -22,9 +22,16 @@ fn create_start_kill_delete() {
 
     let list = stdout(&b.runtime(&["list", "--format", "json"]));
     assert!(list.contains(&b.id), "{list}");
-    let ps: Vec<i64> =
-        serde_json::from_str(&stdout(&b.runtime(&["ps", "--format", "json", &b.id])))
+    // Init forks the program once start has returned: give it a moment.
+    let mut ps: Vec<i64> = Vec::new();
+    for _ in 0..100 {
+        ps = serde_json::from_str(&stdout(&b.runtime(&["ps", "--format", "json", &b.id])))
             .expect("ps json");
+        if ps.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(ps.contains(&pid) && ps.len() == 2, "ps {ps:?}");
 
     let del = b.runtime(&["delete", &b.id]);
