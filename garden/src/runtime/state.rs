@@ -95,6 +95,17 @@ pub struct Record {
     pub annotations: HashMap<String, String>,
     #[serde(default)]
     pub timings: Timings,
+    /// The spec has poststart / poststop hooks, so `start` and `delete`
+    /// need to read it at all.
+    #[serde(default = "yes")]
+    pub has_poststart: bool,
+    #[serde(default = "yes")]
+    pub has_poststop: bool,
+}
+
+/// Records written before the hook flags existed are assumed to have hooks.
+fn yes() -> bool {
+    true
 }
 
 /// How the container's process ended, written by its init.
@@ -243,25 +254,30 @@ impl StateRoot {
 /// Reads a process's start time (field 22 of `/proc/<pid>/stat`); `None` when
 /// the process is gone.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and ')': skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts with field 3 (state); starttime is field 22 => index 19.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(pid).map(|(_, start)| start)
 }
 
 /// The state letter of a process (field 3), e.g. 'Z' for a zombie.
 pub fn process_state(pid: i32) -> Option<char> {
+    stat_fields(pid).map(|(state, _)| state)
+}
+
+/// State letter and start time from one read of `/proc/<pid>/stat`.
+fn stat_fields(pid: i32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().next()?.chars().next()
+    // The command name (field 2) may contain spaces and ')': skip past the last ')'.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // rest starts with field 3 (state); starttime is field 22.
+    let state = rest.next()?.chars().next()?;
+    let start = rest.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 /// Whether the record's init is still alive (and not a zombie, and not a
 /// recycled pid).
 pub fn init_alive(record: &Record) -> bool {
-    process_start_time(record.pid) == Some(record.pid_start_time)
-        && process_state(record.pid) != Some('Z')
+    stat_fields(record.pid)
+        .is_some_and(|(state, start)| start == record.pid_start_time && state != 'Z')
 }
 
 #[cfg(test)]
@@ -295,9 +311,17 @@ mod tests {
             cgroup_path: "garden/c1".into(),
             annotations: HashMap::new(),
             timings: Timings::default(),
+            has_poststart: false,
+            has_poststop: true,
         };
         root.save(&rec).expect("save");
-        assert_eq!(root.load("c1").expect("load").pid, 42);
+        let loaded = root.load("c1").expect("load");
+        assert_eq!(loaded.pid, 42);
+        assert!(!loaded.has_poststart && loaded.has_poststop);
+        // A record from before the hook flags assumes hooks.
+        let old = r#"{"id":"c2","pid":1,"pid_start_time":1,"bundle":"/b","rootfs":"/r","created":"x","owner":"root","cgroup_path":"g"}"#;
+        let old: Record = serde_json::from_str(old).expect("old record");
+        assert!(old.has_poststart && old.has_poststop);
         assert_eq!(root.list().expect("list"), vec!["c1".to_string()]);
         root.remove("c1").expect("remove");
         assert!(matches!(root.load("c1"), Err(StateError::NotFound(_))));

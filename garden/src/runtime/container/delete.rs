@@ -55,7 +55,12 @@ impl Runtime {
             }
             cg.destroy().map_err(cg_err)?;
         }
-        if let Ok(spec) = self.spec(id) {
+        let spec = if c.record.has_poststop {
+            self.spec(id).ok()
+        } else {
+            None
+        };
+        if let Some(spec) = spec {
             if let Some(poststop) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
                 let state = oci_state::render(&c.record, Status::Stopped);
                 // Poststop failures are logged, never fatal (OCI).

@@ -49,7 +49,8 @@ impl Runtime {
         } else {
             Status::Stopped
         };
-        let exit = self.root.exit_record(id);
+        // Only the full inspection reports how the program ended.
+        let exit = if oom { self.root.exit_record(id) } else { None };
         let oom_killed = oom
             && status == Status::Stopped
             && Cgroup::open(&record.cgroup_path)

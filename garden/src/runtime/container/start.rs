@@ -34,6 +34,9 @@ impl Runtime {
         drop(f);
         // The FIFO's absence is what marks the container as started.
         std::fs::remove_file(&fifo).map_err(start_err)?;
+        if !c.record.has_poststart {
+            return Ok(());
+        }
         let spec = self.spec(id)?;
         if let Some(poststart) = spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
             let state = oci_state::render(&c.record, Status::Running);

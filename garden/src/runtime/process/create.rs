@@ -309,6 +309,14 @@ fn build(
         cgroup_path,
         annotations: spec.annotations().clone().unwrap_or_default(),
         timings,
+        has_poststart: hooks_spec
+            .poststart()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty()),
+        has_poststop: hooks_spec
+            .poststop()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty()),
     };
     loop {
         match parent_ch.expect("the container's init to finish set-up")? {
