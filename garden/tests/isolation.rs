@@ -5,23 +5,12 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{stderr, stdout, TestBundle};
-
-fn run_ok(b: &TestBundle) -> String {
-    let out = b.run();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        stderr(&out)
-    );
-    stdout(&out)
-}
+use common::{stderr, TestBundle};
 
 #[test]
 fn uts_namespace_has_its_own_hostname() {
     let b = TestBundle::new("uts").args(&["hostname"]);
-    assert_eq!(run_ok(&b).trim(), "garden-test");
+    assert_eq!(b.run_ok().trim(), "garden-test");
     assert_ne!(
         nix::unistd::gethostname()
             .expect("hostname")
@@ -34,7 +23,7 @@ fn uts_namespace_has_its_own_hostname() {
 fn pid_namespace_starts_at_one_and_hides_the_host() {
     // Init is pid 1, the program pid 2; the host's processes are invisible.
     let b = TestBundle::new("pid").sh("echo $$; ls /proc | grep -c '^[0-9]'");
-    let out = run_ok(&b);
+    let out = b.run_ok();
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("2"), "{out}");
     let visible: usize = lines.next().expect("count").parse().expect("number");
@@ -53,7 +42,7 @@ fn mount_namespace_keeps_mounts_inside_and_host_paths_out() {
         c["process"]["capabilities"] =
             serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps});
     });
-    let out = run_ok(&b);
+    let out = b.run_ok();
     let (head, mountinfo) = out.split_once("---\n").expect("separator");
     assert_eq!(head, "mounted\nhidden\n", "{out}");
     assert!(
@@ -75,7 +64,7 @@ fn mount_namespace_keeps_mounts_inside_and_host_paths_out() {
 fn ipc_and_net_namespaces_are_private() {
     let b = TestBundle::new("ipcnet")
         .sh("readlink /proc/self/ns/ipc; readlink /proc/self/ns/net; ls /sys/class/net");
-    let out = run_ok(&b);
+    let out = b.run_ok();
     let lines: Vec<&str> = out.lines().collect();
     let host_ipc = std::fs::read_link("/proc/self/ns/ipc").expect("ipc ns");
     let host_net = std::fs::read_link("/proc/self/ns/net").expect("net ns");
@@ -93,7 +82,7 @@ fn cgroup_namespace_shows_the_container_its_own_limits() {
     let b = TestBundle::new("cgns").sh("cat /proc/self/cgroup | grep memory; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max").edit(|c| {
         c["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864});
     });
-    let out = run_ok(&b);
+    let out = b.run_ok();
     let mut lines = out.lines();
     if let Some(first) = lines.next().filter(|l| l.contains("memory")) {
         assert!(
@@ -130,7 +119,7 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let out = run_ok(&b);
+    let out = b.run_ok();
     assert!(out.starts_with("0\n"), "{out}");
     assert!(out.contains("100000"), "{out}");
     let meta = std::fs::metadata(b.path().join("rootfs/tmp/owned")).expect("file created inside");
@@ -154,7 +143,7 @@ fn joining_an_existing_namespace_by_path() {
             ns.retain(|n| n["type"] != "network");
             ns.push(serde_json::json!({"type": "network", "path": format!("/proc/{pid}/ns/net")}));
         });
-    let out = run_ok(&b);
+    let out = b.run_ok();
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("ns link");
     assert_eq!(out.trim(), theirs.to_string_lossy());
 }
@@ -168,7 +157,7 @@ fn rlimits_and_oom_score_adj_apply_to_the_process() {
                 serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 777, "soft": 555}]);
             c["process"]["oomScoreAdj"] = serde_json::json!(432);
         });
-    let out = run_ok(&b);
+    let out = b.run_ok();
     assert_eq!(out, "555\n432\n");
     // An impossible value is a clear create error, not silently ignored.
     let bad =

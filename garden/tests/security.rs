@@ -10,15 +10,7 @@ use common::{stderr, stdout, TestBundle, RUNTIME};
 use serde_json::json;
 
 fn probe(b: TestBundle, script: &str) -> String {
-    let b = b.with_probe().sh(script);
-    let out = b.run();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        stderr(&out)
-    );
-    stdout(&out)
+    b.with_probe().sh(script).run_ok()
 }
 
 #[test]

@@ -136,6 +136,18 @@ impl TestBundle {
         self.runtime(&["run", "--bundle", &bundle, &self.id])
     }
 
+    /// Runs the container to completion, which must succeed; its stdout.
+    pub fn run_ok(&self) -> String {
+        let out = self.run();
+        assert!(
+            out.status.success(),
+            "exit {:?}: {}",
+            out.status.code(),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
     /// `create`. The container's init inherits create's stdout and stderr
     /// (as with runc), so they go to files: pipes would stay open until the
     /// container ends.
