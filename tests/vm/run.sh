@@ -36,8 +36,15 @@ done
 mkdir -p "$cache"
 
 # --- the kernel: Debian's linux-image-amd64, vmlinuz and the modules we need
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[[ -n $kpkg ]] || die "cannot resolve linux-image-amd64 (apt-get update?)"
+resolve_kernel() {
+  apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+kpkg=$(resolve_kernel)
+if [[ -z $kpkg ]]; then
+  apt-get update -q >/dev/null 2>&1 || true
+  kpkg=$(resolve_kernel)
+fi
+[[ -n $kpkg ]] || die "cannot resolve linux-image-amd64 from the apt lists"
 kdir=$cache/$kpkg
 if [[ ! -f $kdir/vmlinuz ]]; then
   say "fetching $kpkg"
