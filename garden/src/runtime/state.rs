@@ -24,7 +24,7 @@ pub const EXIT_FILE: &str = "exit.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("container id {0:?} is invalid: use letters, digits, '_', '-', '.' and '+', at most 1024 characters")]
+    #[error("container id {0:?} is invalid: use letters, digits, '_', '-', '.' and '+', at most 255 characters")]
     InvalidId(String),
     #[error("container {0} already exists")]
     Exists(String),
@@ -142,7 +142,7 @@ impl ExitRecord {
 /// outside the state root.
 pub fn validate_id(id: &str) -> Result<(), StateError> {
     let ok = !id.is_empty()
-        && id.len() <= 1024
+        && id.len() <= 255
         && id != "."
         && id != ".."
         && id
@@ -292,6 +292,9 @@ mod tests {
         for good in ["abc", "a.b-c_d+e", "123"] {
             assert!(validate_id(good).is_ok(), "{good:?} rejected");
         }
+        // Ids become directory names: at most one file name's length.
+        assert!(validate_id(&"a".repeat(255)).is_ok());
+        assert!(validate_id(&"a".repeat(256)).is_err());
     }
 
     #[test]
