@@ -122,3 +122,22 @@ fn sysctl_outside_the_container_namespaces_is_refused() {
     let b = TestBundle::new("sysctl").edit(|c| c["linux"]["sysctl"] = json!({"kernel.panic": "1"}));
     fails_cleanly(&b, "kernel.panic");
 }
+
+#[test]
+fn concurrent_creates_of_one_id_let_exactly_one_win() {
+    let b = TestBundle::new("race").args(&["sleep", "10"]);
+    b.write();
+    let outcomes: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| b.create_written(&[]).status.success()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("create thread"))
+            .collect()
+    });
+    assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{outcomes:?}");
+    assert_eq!(b.state()["status"], "created");
+    assert!(b.runtime(&["delete", "--force", &b.id]).status.success());
+    b.assert_nothing_left();
+}

@@ -158,6 +158,12 @@ impl TestBundle {
     /// `create` with extra flags before the id.
     pub fn create_with(&self, extra: &[&str]) -> Output {
         self.write();
+        self.create_written(extra)
+    }
+
+    /// `create` of the config.json already written (concurrent creates must
+    /// not rewrite it under each other).
+    pub fn create_written(&self, extra: &[&str]) -> Output {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let out_path = self.path().join(format!("create-{n}.out"));
         let err_path = self.path().join(format!("create-{n}.err"));
