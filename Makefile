@@ -24,6 +24,7 @@ run: rootfs build
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 # The whole suite: lints, unit tests and the privileged integration tests
 # (they need root: real namespaces, cgroups and mounts).

@@ -22,7 +22,7 @@ pub struct ExecArgs {
     /// Allocate a terminal.
     #[arg(short, long)]
     pub tty: bool,
-    /// UID[:GID] to run as.
+    /// The user to run as: UID or UID:GID.
     #[arg(short, long)]
     pub user: Option<String>,
     #[arg(short = 'g', long = "additional-gids")]
