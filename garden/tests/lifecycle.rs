@@ -248,3 +248,21 @@ fn a_terminal_goes_to_the_console_socket() {
     assert!(b.runtime(&["delete", &b.id]).status.success());
     b.assert_nothing_left();
 }
+
+#[test]
+fn run_with_a_terminal_and_no_console_socket_proxies_it() {
+    // As runc does: `run` receives the pty itself and copies its output.
+    let b = TestBundle::new("runtty")
+        .sh("tty; echo through-the-pty; exit 4")
+        .edit(|c| c["process"]["terminal"] = serde_json::json!(true));
+    let out = b.run();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("through-the-pty\r\n"), "{text}");
+    b.assert_nothing_left();
+    assert!(
+        !b.state_root().join(format!(".{}.console", b.id)).exists(),
+        "console socket left behind"
+    );
+}

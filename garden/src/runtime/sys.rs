@@ -61,6 +61,20 @@ pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// The window size (rows, columns) of the terminal on `fd`, if it is one.
+pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which
+    // points to a live local for the whole call.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (ret == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Sends `sig` to `pid` (a thin wrapper so callers can pass raw numbers,
 /// including real-time signals nix's `Signal` enum cannot name).
 pub fn kill_raw(pid: Pid, sig: i32) -> nix::Result<()> {

@@ -6,6 +6,7 @@ pub mod kill;
 mod query;
 mod run;
 mod start;
+mod tty;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -60,6 +61,12 @@ pub enum ContainerError {
     #[error("reading {path}: {source}")]
     Config {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("console: {step}: {source}")]
+    Console {
+        step: &'static str,
         #[source]
         source: std::io::Error,
     },

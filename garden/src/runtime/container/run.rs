@@ -3,6 +3,7 @@
 use nix::unistd::Pid;
 
 use super::super::process::create::CreateOptions;
+use super::tty::{ConsoleListener, Proxy};
 use super::wait::{catch_signals, wait_forwarding};
 use super::{ContainerError, Runtime};
 
@@ -29,7 +30,41 @@ impl Runtime {
         } else {
             Some(catch_signals()?)
         };
-        let record = self.create(&opts.create)?;
+        // A terminal without a console socket: we are the console (runc's
+        // behaviour), unless detached, where nobody would be.
+        let console = if !opts.detach
+            && opts.create.console_socket.is_none()
+            && wants_terminal(&opts.create.bundle)
+        {
+            std::fs::create_dir_all(self.root.path()).map_err(|source| {
+                ContainerError::Console {
+                    step: "creating the state root",
+                    source,
+                }
+            })?;
+            Some(ConsoleListener::bind(self.root.path(), &opts.create.id)?)
+        } else {
+            None
+        };
+        let mut create = opts.create.clone();
+        if let Some(c) = &console {
+            create.console_socket = Some(c.path().to_path_buf());
+        }
+        let record = self.create(&create)?;
+        let proxy = match console.as_ref().map(ConsoleListener::receive_master) {
+            Some(Ok(master)) => Some(Proxy::start(master)),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        }
+        .transpose();
+        let proxy = match proxy {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.delete(&record.id, true);
+                return Err(e);
+            }
+        };
+        drop(console);
         if let Err(e) = self.start(&record.id) {
             let _ = self.delete(&record.id, true);
             return Err(e);
@@ -38,6 +73,9 @@ impl Runtime {
             return Ok(0);
         };
         let ended = wait_forwarding(Pid::from_raw(record.pid), &signals)?;
+        if let Some(p) = proxy {
+            p.finish();
+        }
         let status = self
             .root
             .exit_record(&record.id)
@@ -56,4 +94,13 @@ impl Runtime {
     ) -> Result<super::super::state::Record, ContainerError> {
         Ok(super::super::process::create::create(&self.root, opts)?)
     }
+}
+
+/// Whether the bundle's process asks for a terminal (a bundle that cannot
+/// be read fails in `create`, with the real error).
+fn wants_terminal(bundle: &std::path::Path) -> bool {
+    super::super::bundle::Bundle::load(bundle)
+        .ok()
+        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
 }
