@@ -266,3 +266,70 @@ fn run_with_a_terminal_and_no_console_socket_proxies_it() {
         "console socket left behind"
     );
 }
+
+#[test]
+fn kill_all_reaches_every_process_and_errors_go_to_the_log_file() {
+    // Without a pid namespace, processes outlive init unless --all reaches
+    // them through the cgroup.
+    let b = TestBundle::new("killall")
+        .sh("sleep 30 & sleep 30 & wait")
+        .edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+            ns.retain(|n| n["type"] != "pid");
+        });
+    assert!(b.create().status.success());
+    assert!(b.runtime(&["start", &b.id]).status.success());
+    let mut procs = Vec::new();
+    for _ in 0..100 {
+        procs = serde_json::from_str::<Vec<i64>>(&stdout(
+            &b.runtime(&["ps", "--format", "json", &b.id]),
+        ))
+        .expect("ps json");
+        if procs.len() >= 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(procs.len() >= 4, "init, sh and two sleeps: {procs:?}");
+    let kill = b.runtime(&["kill", "--all", &b.id, "KILL"]);
+    assert!(kill.status.success(), "{}", stderr(&kill));
+    b.wait_stopped();
+    for pid in &procs {
+        for _ in 0..100 {
+            if common::is_zombie(*pid as i32) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            common::is_zombie(*pid as i32),
+            "pid {pid} survived kill --all"
+        );
+    }
+    assert!(b.runtime(&["delete", &b.id]).status.success());
+    b.assert_nothing_left();
+
+    // runc's log contract: the error also lands in --log as a JSON line.
+    let log = b.path().join("runtime.log");
+    let log_arg = log.to_str().expect("utf8");
+    let out = b.runtime(&[
+        "--log",
+        log_arg,
+        "--log-format",
+        "json",
+        "start",
+        "no-such-container",
+    ]);
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).expect("log file");
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a line")).expect("json line");
+    assert_eq!(line["level"], "error", "{text}");
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-container"),
+        "{text}"
+    );
+}
