@@ -23,15 +23,7 @@ fn create_start_kill_delete() {
     let list = stdout(&b.runtime(&["list", "--format", "json"]));
     assert!(list.contains(&b.id), "{list}");
     // Init forks the program once start has returned: give it a moment.
-    let mut ps: Vec<i64> = Vec::new();
-    for _ in 0..100 {
-        ps = serde_json::from_str(&stdout(&b.runtime(&["ps", "--format", "json", &b.id])))
-            .expect("ps json");
-        if ps.len() == 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let ps = b.ps_until(|p| p.len() == 2);
     assert!(ps.contains(&pid) && ps.len() == 2, "ps {ps:?}");
 
     let del = b.runtime(&["delete", &b.id]);
@@ -96,15 +88,7 @@ fn exec_joins_the_running_container() {
     let b2 = &b;
     let seen = std::thread::scope(|s| {
         let h = s.spawn(|| b2.runtime(&["exec", &b2.id, "sleep", "2"]));
-        let mut seen = Vec::new();
-        for _ in 0..100 {
-            let ps = stdout(&b2.runtime(&["ps", "--format", "json", &b2.id]));
-            seen = serde_json::from_str::<Vec<i64>>(&ps).expect("ps json");
-            if seen.len() >= 3 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let seen = b2.ps_until(|p| p.len() >= 3);
         let ran = h.join().expect("exec thread");
         assert!(ran.status.success(), "{}", stderr(&ran));
         seen
@@ -279,17 +263,7 @@ fn kill_all_reaches_every_process_and_errors_go_to_the_log_file() {
         });
     assert!(b.create().status.success());
     assert!(b.runtime(&["start", &b.id]).status.success());
-    let mut procs = Vec::new();
-    for _ in 0..100 {
-        procs = serde_json::from_str::<Vec<i64>>(&stdout(
-            &b.runtime(&["ps", "--format", "json", &b.id]),
-        ))
-        .expect("ps json");
-        if procs.len() >= 4 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let procs = b.ps_until(|p| p.len() >= 4);
     assert!(procs.len() >= 4, "init, sh and two sleeps: {procs:?}");
     let kill = b.runtime(&["kill", "--all", &b.id, "KILL"]);
     assert!(kill.status.success(), "{}", stderr(&kill));

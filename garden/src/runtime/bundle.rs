@@ -91,7 +91,7 @@ impl RootfsSource {
 
 /// Which seccomp filter the container's processes get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeccompChoice {
+enum SeccompChoice {
     /// None, because the spec has none (runc's behaviour).
     None,
     /// The spec's own `linux.seccomp`.
@@ -106,7 +106,6 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub spec: Spec,
     pub rootfs: RootfsSource,
-    pub seccomp: SeccompChoice,
 }
 
 impl Bundle {
@@ -146,13 +145,10 @@ impl Bundle {
             return Err(BundleError::RelativeCwd(process.cwd().clone()));
         }
         validate_namespaces(&spec)?;
-        let seccomp = seccomp_choice(&spec)?;
-        Ok(Bundle {
-            dir,
-            spec,
-            rootfs,
-            seccomp,
-        })
+        // A bad `garden.seccomp` annotation fails here, before anything is
+        // created; the profile itself is compiled by `seccomp_profile`.
+        seccomp_choice(&spec)?;
+        Ok(Bundle { dir, spec, rootfs })
     }
 }
 

@@ -90,21 +90,27 @@ pub fn reexec_sealed() -> Result<(), SealedExeError> {
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())
         .collect();
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != MARKER)
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    let marker = format!("{MARKER}=");
+    let mut env = environment();
+    env.retain(|kv| !kv.as_bytes().starts_with(marker.as_bytes()));
     env.extend(CString::new(format!("{MARKER}=1")));
     let e = nix::unistd::fexecve(exe.as_fd(), &args, &env).unwrap_err();
     Err(SealedExeError::Clone {
         step: "fexecve",
         source: e.into(),
     })
+}
+
+/// Our environment as `execve` takes it.
+pub fn environment() -> Vec<CString> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect()
 }
 
 /// The binary, opened through a detached overlay of its directory over an

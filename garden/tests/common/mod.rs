@@ -192,6 +192,21 @@ impl TestBundle {
         serde_json::from_slice(&out.stdout).expect("state json")
     }
 
+    /// The container's host pids (`ps`), polled (about 2 s at most) until
+    /// `enough` says they are what the test waits for; the last answer.
+    pub fn ps_until(&self, enough: impl Fn(&[i64]) -> bool) -> Vec<i64> {
+        let mut pids = Vec::new();
+        for _ in 0..100 {
+            let out = self.runtime(&["ps", "--format", "json", &self.id]);
+            pids = serde_json::from_slice(&out.stdout).expect("ps json");
+            if enough(&pids) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        pids
+    }
+
     /// Waits until the container is stopped (bounded).
     pub fn wait_stopped(&self) -> Value {
         for _ in 0..500 {

@@ -82,11 +82,10 @@ impl Runtime {
             id: id.into(),
             source,
         })?;
-        let mut pids = cg.pids().map_err(|source| ContainerError::Cgroup {
+        // Sorted already.
+        cg.pids().map_err(|source| ContainerError::Cgroup {
             id: id.into(),
             source,
-        })?;
-        pids.sort_unstable();
-        Ok(pids)
+        })
     }
 }

@@ -2,7 +2,8 @@
 
 use nix::unistd::Pid;
 
-use super::super::process::create::CreateOptions;
+use super::super::bundle::Bundle;
+use super::super::process::create::{create_loaded, CreateError, CreateOptions};
 use super::tty::{ConsoleListener, Proxy};
 use super::wait::{catch_signals, wait_forwarding};
 use super::{ContainerError, Runtime};
@@ -30,12 +31,17 @@ impl Runtime {
         } else {
             Some(catch_signals()?)
         };
+        let t0 = std::time::Instant::now();
+        let bundle = Bundle::load(&opts.create.bundle).map_err(CreateError::from)?;
+        let terminal = bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
         // A terminal without a console socket: we are the console (runc's
         // behaviour), unless detached, where nobody would be.
-        let console = if !opts.detach
-            && opts.create.console_socket.is_none()
-            && wants_terminal(&opts.create.bundle)
-        {
+        let console = if terminal && !opts.detach && opts.create.console_socket.is_none() {
             std::fs::create_dir_all(self.root.path()).map_err(|source| {
                 ContainerError::Console {
                     step: "creating the state root",
@@ -50,13 +56,11 @@ impl Runtime {
         if let Some(c) = &console {
             create.console_socket = Some(c.path().to_path_buf());
         }
-        let record = self.create(&create)?;
-        let proxy = match console.as_ref().map(ConsoleListener::receive_master) {
-            Some(Ok(master)) => Some(Proxy::start(master)),
-            Some(Err(e)) => Some(Err(e)),
-            None => None,
-        }
-        .transpose();
+        let record = create_loaded(&self.root, &create, bundle, t0)?;
+        let proxy = console
+            .as_ref()
+            .map(|c| c.receive_master().and_then(Proxy::start))
+            .transpose();
         let proxy = match proxy {
             Ok(p) => p,
             Err(e) => {
@@ -94,13 +98,4 @@ impl Runtime {
     ) -> Result<super::super::state::Record, ContainerError> {
         Ok(super::super::process::create::create(&self.root, opts)?)
     }
-}
-
-/// Whether the bundle's process asks for a terminal (a bundle that cannot
-/// be read fails in `create`, with the real error).
-fn wants_terminal(bundle: &std::path::Path) -> bool {
-    super::super::bundle::Bundle::load(bundle)
-        .ok()
-        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false)
 }

@@ -21,7 +21,8 @@ pub struct ConsoleListener {
 }
 
 impl ConsoleListener {
-    /// Listens on `<dir>/<id>.console` (the state root, which we own).
+    /// Listens on `<dir>/.<id>.console` (in the state root, which we own;
+    /// the dot keeps it apart from container directories).
     pub fn bind(dir: &Path, id: &str) -> Result<ConsoleListener, ContainerError> {
         let path = dir.join(format!(".{id}.console"));
         let _ = std::fs::remove_file(&path);

@@ -82,6 +82,17 @@ pub struct CreateOptions {
 pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Record, CreateError> {
     let t0 = Instant::now();
     let bundle = Bundle::load(&opts.bundle)?;
+    create_loaded(root, opts, bundle, t0)
+}
+
+/// [`create`] of the bundle at `opts.bundle`, which the caller has already
+/// loaded, starting at `t0` (for the timings).
+pub fn create_loaded(
+    root: &StateRoot,
+    opts: &CreateOptions,
+    bundle: Bundle,
+    t0: Instant,
+) -> Result<Record, CreateError> {
     let spec_us = t0.elapsed().as_micros() as u64;
     let dir = root.claim(&opts.id)?;
     let mut undo = Undo {

@@ -84,15 +84,7 @@ fn try_hand_over(
         cstring(VERB)?,
         cstring(&file.as_raw_fd().to_string())?,
     ];
-    let env: Vec<std::ffi::CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            std::ffi::CString::new(kv).ok()
-        })
-        .collect();
-    let err = nix::unistd::fexecve(exe.as_fd(), &args, &env).unwrap_err();
+    let err = nix::unistd::fexecve(exe.as_fd(), &args, &sealed_exe::environment()).unwrap_err();
     Err(format!("fexecve: {err}"))
 }
 
