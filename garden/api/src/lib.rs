@@ -1,0 +1,1 @@
+//! garden's wire types, Backend trait, HTTP server and client.

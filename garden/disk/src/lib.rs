@@ -1,0 +1,1 @@
+//! garden's disk limit backends.

@@ -1,0 +1,1 @@
+//! garden's images: sources, registry client, layer store.
