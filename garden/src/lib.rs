@@ -2,6 +2,8 @@
 //!
 //! `runtime` is the OCI-level runtime (runc's job): namespaces, cgroups,
 //! overlayfs, seccomp, capabilities. The `garden-runc` binary is its
-//! runc-compatible command line. The Garden API daemon comes next, on top.
+//! runc-compatible command line. `keeper` holds one container process for
+//! the daemon, so processes outlive it.
 
+pub mod keeper;
 pub mod runtime;

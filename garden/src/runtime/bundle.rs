@@ -14,6 +14,15 @@ pub const ANNOTATION_WORK: &str = "garden.rootfs.work";
 /// `default` selects Garden's built-in seccomp allow-list when the spec has
 /// no `linux.seccomp` of its own.
 pub const ANNOTATION_SECCOMP: &str = "garden.seccomp";
+/// `idle` makes init run no program after `start`: it only reaps, ignoring
+/// every signal but SIGKILL, like Garden's init. The daemon runs all of a
+/// container's processes with `exec`; `process.args` is then not resolved.
+pub const ANNOTATION_INIT: &str = "garden.init";
+
+/// Whether the spec asks for an idle init (see [`ANNOTATION_INIT`]).
+pub fn idle_init(spec: &Spec) -> bool {
+    annotation(spec, ANNOTATION_INIT).is_some_and(|v| v == "idle")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {

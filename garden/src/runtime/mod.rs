@@ -16,7 +16,7 @@ pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod state;
-mod sys;
+pub(crate) mod sys;
 pub mod sysctl;
 
 pub use container::{ContainerError, Inspection, RunOptions, Runtime};

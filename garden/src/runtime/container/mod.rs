@@ -6,7 +6,7 @@ pub mod kill;
 mod query;
 mod run;
 mod start;
-mod tty;
+pub mod tty;
 pub mod wait;
 
 use std::path::PathBuf;

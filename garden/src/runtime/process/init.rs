@@ -13,6 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::Hook;
 
+use super::super::bundle;
 use super::super::hooks::{self, HookError};
 use super::super::rootfs::{self, RootfsError, Setup};
 use super::super::state::ExitRecord;
@@ -60,6 +61,8 @@ pub(super) struct Waiting<'a> {
     pub start_container_hooks: &'a [Hook],
     pub fifo: BorrowedFd<'a>,
     pub exit_file: BorrowedFd<'a>,
+    /// Run no program after `start`, only reap (`bundle::idle_init`).
+    pub idle: bool,
 }
 
 /// Runs init; never returns.
@@ -93,6 +96,7 @@ pub fn run(ctx: &InitContext, ch: Channel) -> ! {
         start_container_hooks: &ctx.start_container_hooks,
         fifo: ctx.fifo.as_fd(),
         exit_file: ctx.exit_file.as_fd(),
+        idle: bundle::idle_init(&ctx.bundle.spec),
     };
     wait_and_run(&waiting, &signals)
 }
@@ -101,6 +105,9 @@ pub fn run(ctx: &InitContext, ch: Channel) -> ! {
 pub(super) fn wait_and_run(w: &Waiting<'_>, signals: &SignalFd) -> ! {
     if !wait_for_start(w.fifo, signals) {
         sys::exit_now(0);
+    }
+    if w.idle {
+        reap_forever(signals);
     }
     let record = run_program(w, signals);
     write_exit(w.exit_file, &record);
@@ -181,7 +188,11 @@ fn set_up(ctx: &InitContext, ch: &Channel) -> Result<(PathBuf, Option<console::P
     } else {
         None
     };
-    let program = ctx.process.resolve_program()?;
+    let program = if bundle::idle_init(spec) {
+        PathBuf::new()
+    } else {
+        ctx.process.resolve_program()?
+    };
     t.mounts_us = (sys::monotonic_ns() - mounts_start) / 1000;
     ch.send(&Message::Ready(t))?;
     Ok((program, pty))
@@ -200,6 +211,15 @@ fn wait_for_start(fifo: BorrowedFd<'_>, signals: &SignalFd) -> bool {
             Err(_) => return false,
             Ok(_) => {}
         }
+        // `start` wins over a signal that arrived at the same time: the
+        // caller already saw the container started.
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+        {
+            let mut byte = [0u8; 1];
+            return matches!(nix::unistd::read(fifo, &mut byte), Ok(1));
+        }
         if fds[1]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLIN))
@@ -212,13 +232,6 @@ fn wait_for_start(fifo: BorrowedFd<'_>, signals: &SignalFd) -> bool {
                 }
                 reap_all(None);
             }
-        }
-        if fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
-        {
-            let mut byte = [0u8; 1];
-            return matches!(nix::unistd::read(fifo, &mut byte), Ok(1));
         }
     }
 }
@@ -288,6 +301,16 @@ fn wait_program(child: Pid, signals: &SignalFd) -> ExitRecord {
         if signo != libc::SIGCHLD {
             let _ = sys::kill_raw(child, signo);
         }
+    }
+}
+
+/// Idle init: reaps whatever is reparented to it; every signal but SIGKILL
+/// (which the kernel delivers regardless) is ignored, so stopping a
+/// container's processes with TERM never takes init down first.
+fn reap_forever(signals: &SignalFd) -> ! {
+    loop {
+        reap_all(None);
+        let _ = signals.read_signal();
     }
 }
 

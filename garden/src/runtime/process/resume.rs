@@ -150,6 +150,7 @@ pub fn resume(fd: RawFd) -> ! {
         start_container_hooks: &hooks,
         fifo: fifo.as_fd(),
         exit_file: exit_file.as_fd(),
+        idle: bundle::idle_init(&handover.spec),
     };
     init::wait_and_run(&waiting, &signals)
 }
@@ -160,7 +161,11 @@ fn rebuild(h: &Handover) -> Result<(ProcessPlan, PathBuf), String> {
     let seccomp = bundle::seccomp_profile(&h.spec).map_err(|e| e.to_string())?;
     let plan =
         ProcessPlan::from_spec(&process, seccomp, h.preserve_fds).map_err(|e| e.to_string())?;
-    let program = plan.resolve_program().map_err(|e| e.to_string())?;
+    let program = if bundle::idle_init(&h.spec) {
+        PathBuf::new()
+    } else {
+        plan.resolve_program().map_err(|e| e.to_string())?
+    };
     Ok((plan, program))
 }
 
