@@ -57,6 +57,9 @@ impl<R: AsyncRead + Unpin> JsonReader<R> {
                 match values.next() {
                     Some(Ok(value)) => {
                         let used = values.byte_offset();
+                        if used > self.limit {
+                            return Err(JsonStreamError::TooLarge { limit: self.limit });
+                        }
                         self.buf.advance(used);
                         return Ok(Some(serde_json::from_value(value)));
                     }
