@@ -1,5 +1,24 @@
-//! controller-lite: the Cloud Foundry v3 API, database, blobstore, staging
-//! orchestration, auctioneer and convergence.
+//! controller-lite: the Cloud Foundry v3 API server (with a UAA-compatible
+//! token endpoint and log-cache's read API), its SQLite data layer, the
+//! blobstore, and staging orchestration behind a [`scheduler::Scheduler`]
+//! hand-off that the BBS/auctioneer of a later issue implements.
 //!
-//! Built in its own issue; this crate holds the place in the workspace until then.
+//! Layout: [`api`] (HTTP, one module per resource; errors become CF error
+//! JSON in `api::error`), [`db`] (all SQL), [`blobstore`], [`packaging`]
+//! (resource matching, zip assembly), [`staging`] (builds, completion,
+//! timeout), [`lrps`] (apps → desired LRPs), [`scheduler`] (the hand-off),
+//! [`manifest`], [`auth`], [`logcache`], [`config`], [`server`].
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod blobstore;
+pub mod config;
+pub mod db;
+pub mod logcache;
+pub mod lrps;
+pub mod manifest;
+pub mod packaging;
+pub mod scheduler;
+pub mod server;
+pub mod staging;

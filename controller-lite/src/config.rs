@@ -1,0 +1,351 @@
+//! The controller's TOML configuration. Every field has a documented default,
+//! so an empty file (or none at all) gives a working single-node controller.
+//!
+//! ```toml
+//! listen = "127.0.0.1:9022"                 # API, UAA, log-cache on one port
+//! external_url = "http://127.0.0.1:9022"    # advertised in `/` (default: from listen)
+//! data_dir = "/var/lib/controller-lite"     # database, blobs, generated keys
+//! apps_domain = "apps.lite.internal"        # the default shared domain
+//! default_org = "default"
+//! default_space = "default"
+//! default_stack = "cflinuxfs4"
+//!
+//! [[stacks]]
+//! name = "cflinuxfs4"
+//! description = "Debian bookworm based, cflinuxfs4-compatible"
+//!
+//! [auth]
+//! access_token_ttl_secs = 7200
+//! refresh_token_ttl_secs = 2592000
+//! # signing_key = "..."    # HS256 secret; generated and kept in data_dir when absent
+//! argon2_memory_kib = 19456
+//! argon2_iterations = 2
+//! [[auth.users]]
+//! name = "admin"
+//! password = "secret"      # or password_hash = "$argon2id$..."
+//! admin = true
+//!
+//! [staging]
+//! timeout_secs = 900         # a build staging longer than this fails
+//! sweep_interval_secs = 5
+//! memory_mb = 1024
+//! disk_mb = 4096
+//!
+//! [limits]
+//! max_upload_bytes = 1073741824       # one package or buildpack upload
+//! max_unzipped_bytes = 2147483648     # all files of a package together
+//! max_zip_entries = 100000
+//!
+//! [log_cache]
+//! max_envelopes_per_source = 1000
+//! max_sources = 10000
+//!
+//! [internal]
+//! # api_key = "..."   # bearer key for cells; generated and kept in data_dir when absent
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("parsing config {path}: {source}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What was wrong.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Base URL advertised to clients; defaults to `http://<listen>`.
+    pub external_url: Option<String>,
+    /// Holds the database, the blobstore and generated keys.
+    pub data_dir: PathBuf,
+    /// The default shared domain for routes.
+    pub apps_domain: String,
+    /// Organization created at first start.
+    pub default_org: String,
+    /// Space created in the default organization at first start.
+    pub default_space: String,
+    /// Stack used when an app names none.
+    pub default_stack: String,
+    /// Stacks registered at start (existing ones are kept).
+    pub stacks: Vec<StackConfig>,
+    /// Tokens and users.
+    pub auth: AuthConfig,
+    /// Staging defaults and timeout.
+    pub staging: StagingConfig,
+    /// Upload limits.
+    pub limits: LimitsConfig,
+    /// Bounds of the in-memory log cache.
+    pub log_cache: LogCacheConfig,
+    /// The cell-facing (internal) API.
+    pub internal: InternalConfig,
+}
+
+/// One stack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    /// Stack name, e.g. `cflinuxfs4`.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Token signing and the users known at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens.
+    pub refresh_token_ttl_secs: u64,
+    /// HS256 secret; when absent one is generated at first start and kept in `data_dir`.
+    pub signing_key: Option<String>,
+    /// Argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations.
+    pub argon2_iterations: u32,
+    /// Users created or updated at start. Without any, an `admin` user with a
+    /// generated password (written to `data_dir/admin-password`) is created.
+    pub users: Vec<UserConfig>,
+}
+
+/// One configured user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// Clear-text password (hashed at start).
+    pub password: Option<String>,
+    /// A PHC argon2 hash, used instead of `password`.
+    pub password_hash: Option<String>,
+    /// Admins manage buildpacks, stacks, organizations and cells.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Staging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StagingConfig {
+    /// A build still STAGING after this long fails.
+    pub timeout_secs: u64,
+    /// How often the timeout sweeper runs.
+    pub sweep_interval_secs: u64,
+    /// Memory of a staging task.
+    pub memory_mb: u64,
+    /// Disk of a staging task.
+    pub disk_mb: u64,
+}
+
+/// Upload limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted upload body (zip or droplet).
+    pub max_upload_bytes: u64,
+    /// Largest total size of the files in one package.
+    pub max_unzipped_bytes: u64,
+    /// Most entries in one zip.
+    pub max_zip_entries: usize,
+}
+
+/// Log cache bounds (envelopes are kept in memory, not in the database).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogCacheConfig {
+    /// Newest envelopes kept per source id.
+    pub max_envelopes_per_source: usize,
+    /// Most source ids kept; the least recently written is dropped first.
+    pub max_sources: usize,
+}
+
+/// The API that cells (and the scheduler) call.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalConfig {
+    /// Bearer key; generated at first start and kept in `data_dir` when absent.
+    pub api_key: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9022)),
+            external_url: None,
+            data_dir: PathBuf::from("/var/lib/controller-lite"),
+            apps_domain: "apps.lite.internal".into(),
+            default_org: "default".into(),
+            default_space: "default".into(),
+            default_stack: "cflinuxfs4".into(),
+            stacks: vec![StackConfig {
+                name: "cflinuxfs4".into(),
+                description: "Debian bookworm based, cflinuxfs4-compatible".into(),
+            }],
+            auth: AuthConfig::default(),
+            staging: StagingConfig::default(),
+            limits: LimitsConfig::default(),
+            log_cache: LogCacheConfig::default(),
+            internal: InternalConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 7200,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            signing_key: None,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Default for StagingConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 900,
+            sweep_interval_secs: 5,
+            memory_mb: 1024,
+            disk_mb: 4096,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 1 << 30,
+            max_unzipped_bytes: 2 << 30,
+            max_zip_entries: 100_000,
+        }
+    }
+}
+
+impl Default for LogCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_envelopes_per_source: 1000,
+            max_sources: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.staging.timeout_secs == 0 {
+            return invalid("staging.timeout_secs must be positive");
+        }
+        if self.staging.sweep_interval_secs == 0 {
+            return invalid("staging.sweep_interval_secs must be positive");
+        }
+        if !self.stacks.iter().any(|s| s.name == self.default_stack) {
+            return invalid("default_stack must be one of [[stacks]]");
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
+            return invalid("token lifetimes must be positive");
+        }
+        if self.log_cache.max_envelopes_per_source == 0 || self.log_cache.max_sources == 0 {
+            return invalid("log_cache bounds must be positive");
+        }
+        for user in &self.auth.users {
+            if user.password.is_none() == user.password_hash.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "user {:?} needs exactly one of password or password_hash",
+                    user.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL clients use to reach this controller, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.external_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").expect("parse");
+        assert_eq!(c.staging.timeout_secs, 900);
+        assert_eq!(c.default_stack, "cflinuxfs4");
+        assert_eq!(c.base_url(), "http://127.0.0.1:9022");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(matches!(
+            Config::parse("nope = 1"),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::parse("[staging]\ntimeout_secs = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
+        let both = "[[auth.users]]\nname='a'\npassword='x'\npassword_hash='y'";
+        assert!(matches!(Config::parse(both), Err(ConfigError::Invalid(_))));
+    }
+}

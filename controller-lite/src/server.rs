@@ -1,0 +1,297 @@
+//! Starting and stopping the controller: open the data directory, database
+//! and blobstore, bootstrap users and the default org/space/domain/stacks,
+//! recover from a crash, then run the HTTP server and the staging-timeout
+//! sweeper (named components, stopped in reverse order).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::auth::{self, AuthError, HashCost, TokenIssuer};
+use crate::blobstore::{BlobError, Blobstore, FsBlobstore};
+use crate::config::Config;
+use crate::db::{jobs, orgs, packages, users, Db, DbError};
+use crate::logcache::LogCache;
+use crate::lrps;
+use crate::scheduler::{RecordingScheduler, Scheduler};
+use crate::staging::{Clock, Staging, StagingSettings, SystemClock};
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A filesystem or socket operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path or address.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The blobstore failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Keys or passwords failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Syncing LRPs at start failed.
+    #[error(transparent)]
+    Lrp(#[from] lrps::LrpError),
+}
+
+/// A running controller.
+pub struct Controller {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (for tests and embedding).
+    pub state: Arc<AppState>,
+    cancel: CancellationToken,
+    server: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+impl Controller {
+    /// Staging orchestration (the completion path tests drive).
+    pub fn staging(&self) -> Arc<Staging> {
+        self.state.staging.clone()
+    }
+
+    /// Stops the sweeper, then the server (graceful), in reverse start order.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.sweeper.await;
+        let _ = self.server.await;
+        tracing::info!("controller stopped");
+    }
+
+    /// Resolves when the server stops (after [`Controller::shutdown`] or a failure).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server).await;
+    }
+
+    /// A token that stops the controller when cancelled.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+fn io_err(
+    what: &'static str,
+    path: impl Into<String>,
+) -> impl FnOnce(std::io::Error) -> ServerError {
+    let path = path.into();
+    move |source| ServerError::Io { what, path, source }
+}
+
+/// Starts a controller with the wall clock.
+pub async fn start(config: Config) -> Result<Controller, ServerError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Starts a controller with an injected clock (staging deadlines).
+pub async fn start_with_clock(
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Controller, ServerError> {
+    let data = config.data_dir.clone();
+    std::fs::create_dir_all(&data).map_err(io_err("creating", data.display().to_string()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(io_err("binding", config.listen.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io_err("reading address of", config.listen.to_string()))?;
+    let base_url = config
+        .external_url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = tokio::task::spawn_blocking(move || build_state(config, base_url, clock))
+        .await
+        .map_err(|e| ServerError::Io {
+            what: "starting",
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+    let state = Arc::new(state);
+    let cancel = CancellationToken::new();
+    let sweeper = tokio::spawn(sweep(state.clone(), cancel.clone()));
+    let app = api::router(state.clone());
+    let stop = cancel.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    tracing::info!(%addr, "controller listening");
+    Ok(Controller {
+        addr,
+        state,
+        cancel,
+        server,
+        sweeper,
+    })
+}
+
+/// Opens everything and bootstraps the database. Blocking.
+fn build_state(
+    config: Config,
+    base_url: String,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, ServerError> {
+    let data = config.data_dir.clone();
+    let db = Db::open(&data.join("controller.db"))?;
+    let blobs: Arc<dyn Blobstore> = Arc::new(FsBlobstore::open(&data.join("blobs"))?);
+    let signing_key = match &config.auth.signing_key {
+        Some(k) => k.clone(),
+        None => auth::load_or_create_secret(&data.join("jwt-signing.key"))?,
+    };
+    let internal_key = match &config.internal.api_key {
+        Some(k) => k.clone(),
+        None => auth::load_or_create_secret(&data.join("internal-api.key"))?,
+    };
+    let hash_cost = HashCost {
+        memory_kib: config.auth.argon2_memory_kib,
+        iterations: config.auth.argon2_iterations,
+    };
+    bootstrap(&db, &config, &data, hash_cost)?;
+    let recovered = db.write_blocking(|tx| {
+        Ok((
+            packages::fail_interrupted_uploads(tx)?,
+            jobs::fail_interrupted(tx)?,
+        ))
+    })?;
+    if recovered != (0, 0) {
+        tracing::warn!(
+            uploads = recovered.0,
+            jobs = recovered.1,
+            "failed work interrupted by a restart"
+        );
+    }
+    let logs = Arc::new(LogCache::new(
+        config.log_cache.max_envelopes_per_source,
+        config.log_cache.max_sources,
+    ));
+    let scheduler: Arc<dyn Scheduler> = Arc::new(RecordingScheduler::new(db.clone()));
+    let settings = StagingSettings {
+        timeout_secs: i64::try_from(config.staging.timeout_secs).unwrap_or(i64::MAX),
+        memory_mb: i64::try_from(config.staging.memory_mb).unwrap_or(1024),
+        disk_mb: i64::try_from(config.staging.disk_mb).unwrap_or(4096),
+        base_url: base_url.clone(),
+    };
+    let staging = Arc::new(Staging::new(
+        db.clone(),
+        blobs.clone(),
+        logs.clone(),
+        scheduler.clone(),
+        clock,
+        settings,
+    ));
+    let synced = lrps::sync_all(&db, scheduler.as_ref(), &staging)?;
+    tracing::info!(apps = synced, "desired LRPs synced");
+    let tokens = TokenIssuer::new(
+        signing_key.as_bytes(),
+        format!("{base_url}/oauth/token"),
+        config.auth.access_token_ttl_secs,
+        config.auth.refresh_token_ttl_secs,
+    );
+    Ok(AppState {
+        config,
+        base_url,
+        db,
+        blobs,
+        logs,
+        scheduler,
+        staging,
+        tokens,
+        internal_key,
+        hash_cost,
+    })
+}
+
+/// Users, the default org and space, stacks and the shared domain.
+fn bootstrap(
+    db: &Db,
+    config: &Config,
+    data: &std::path::Path,
+    cost: HashCost,
+) -> Result<(), ServerError> {
+    let mut wanted = Vec::new();
+    for u in &config.auth.users {
+        let hash = match (&u.password_hash, &u.password) {
+            (Some(h), _) => h.clone(),
+            (None, Some(p)) => auth::hash_password(p, cost)?,
+            (None, None) => continue,
+        };
+        wanted.push((u.name.clone(), hash, u.admin));
+    }
+    let no_users =
+        db.read_blocking(|c| users::by_name(c, "admin"))?.is_none() && config.auth.users.is_empty();
+    if no_users {
+        let password = auth::random_secret(12)?;
+        let path: PathBuf = data.join("admin-password");
+        auth::write_private(&path, &password)
+            .map_err(io_err("writing", path.display().to_string()))?;
+        tracing::warn!(path = %path.display(), "created user admin with a generated password");
+        wanted.push(("admin".into(), auth::hash_password(&password, cost)?, true));
+    }
+    db.write_blocking(|tx| {
+        for (name, hash, admin) in &wanted {
+            users::upsert(tx, name, hash, *admin)?;
+        }
+        let org = match orgs::org_by_name(tx, &config.default_org)? {
+            Some(o) => o,
+            None => orgs::create_org(tx, &config.default_org)?,
+        };
+        let space = match orgs::space_by_name(tx, &org.guid, &config.default_space)? {
+            Some(s) => s,
+            None => orgs::create_space(tx, &org.guid, &config.default_space)?,
+        };
+        for (name, _, admin) in &wanted {
+            if !admin {
+                if let Some(u) = users::by_name(tx, name)? {
+                    users::grant_space_role(tx, &space.guid, &u.guid, "space_developer")?;
+                }
+            }
+        }
+        for s in &config.stacks {
+            orgs::ensure_stack(tx, &s.name, &s.description, s.name == config.default_stack)?;
+        }
+        orgs::ensure_domain(tx, &config.apps_domain)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Fails builds that stage past their deadline, every `sweep_interval_secs`.
+async fn sweep(state: Arc<AppState>, cancel: CancellationToken) {
+    let period = Duration::from_secs(state.config.staging.sweep_interval_secs);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let staging = state.staging.clone();
+        match tokio::task::spawn_blocking(move || staging.expire_overdue()).await {
+            Ok(Ok(failed)) if !failed.is_empty() => {
+                tracing::warn!(builds = ?failed, "staging timed out")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "staging sweep failed"),
+            _ => {}
+        }
+    }
+}

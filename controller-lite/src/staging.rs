@@ -1,0 +1,579 @@
+//! Staging orchestration: a build becomes a staging Task for the scheduler;
+//! the cell uploads the droplet (and a new buildpack cache) and reports
+//! completion through [`Staging::task_completed`], which moves the build to
+//! STAGED (creating the droplet) or FAILED. A sweeper fails builds that
+//! stage longer than the timeout. The same completion path finishes
+//! `run-task` tasks.
+//!
+//! Build states: `STAGING → STAGED | FAILED`, nothing else (checked in SQL:
+//! only a STAGING build changes).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::blobstore::{BlobError, BlobKind, Blobstore};
+use crate::db::builds::{self, Build, Droplet};
+use crate::db::{apps, buildpacks, packages, scheduler as rows, tasks, Db, DbError, StoredBlob};
+use crate::logcache::LogCache;
+use crate::scheduler::{
+    BlobLocation, BuildpackSpec, Scheduler, SchedulerError, TaskAction, TaskDefinition,
+    STAGING_DOMAIN,
+};
+
+/// Log source type of staging output.
+pub const STAGING_LOG_SOURCE: &str = "STG";
+
+/// Errors of staging orchestration.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Blobstore failure.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Scheduler failure.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// No build or task with this guid.
+    #[error("no build or task {0}")]
+    UnknownTask(String),
+    /// The build is not STAGING any more.
+    #[error("build {guid} is {state}, not STAGING")]
+    NotStaging {
+        /// Build guid.
+        guid: String,
+        /// Its state.
+        state: String,
+    },
+    /// The request cannot be staged (unknown app, package not ready, ...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Source of the current time, injected so the timeout is testable.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        crate::db::now()
+    }
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// Exit 0; `result` is the result file (staging: `result.json`).
+    Succeeded {
+        /// Result file contents.
+        result: String,
+    },
+    /// Failed, with Diego's `failure_reason`.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What completion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// The build is STAGED with this droplet.
+    BuildStaged {
+        /// New droplet guid.
+        droplet_guid: String,
+    },
+    /// The build FAILED.
+    BuildFailed {
+        /// The build's error.
+        error: String,
+    },
+    /// An app task ended in this state.
+    TaskFinished {
+        /// `SUCCEEDED` or `FAILED`.
+        state: String,
+    },
+    /// It had completed before; nothing changed.
+    AlreadyCompleted,
+}
+
+/// Staging settings.
+#[derive(Debug, Clone)]
+pub struct StagingSettings {
+    /// Staging timeout in seconds.
+    pub timeout_secs: i64,
+    /// Staging task memory.
+    pub memory_mb: i64,
+    /// Staging task disk.
+    pub disk_mb: i64,
+    /// Base URL for blob download and upload links.
+    pub base_url: String,
+}
+
+/// `result.json` of a staging task (REFERENCE §3, §4).
+#[derive(Debug, Deserialize)]
+struct StagingResult {
+    #[serde(default)]
+    lifecycle_metadata: LifecycleMetadata,
+    #[serde(default)]
+    process_types: BTreeMap<String, String>,
+    #[serde(default)]
+    execution_metadata: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LifecycleMetadata {
+    #[serde(default)]
+    detected_buildpack: String,
+    #[serde(default)]
+    buildpacks: Vec<ResultBuildpack>,
+    #[serde(default)]
+    docker_image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultBuildpack {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+}
+
+/// Staging orchestration.
+pub struct Staging {
+    db: Db,
+    blobs: Arc<dyn Blobstore>,
+    logs: Arc<LogCache>,
+    scheduler: Arc<dyn Scheduler>,
+    clock: Arc<dyn Clock>,
+    settings: StagingSettings,
+}
+
+/// Who asked for a build.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// User guid.
+    pub guid: String,
+    /// User name.
+    pub name: String,
+}
+
+impl Staging {
+    /// Staging on these components.
+    pub fn new(
+        db: Db,
+        blobs: Arc<dyn Blobstore>,
+        logs: Arc<LogCache>,
+        scheduler: Arc<dyn Scheduler>,
+        clock: Arc<dyn Clock>,
+        settings: StagingSettings,
+    ) -> Self {
+        Self {
+            db,
+            blobs,
+            logs,
+            scheduler,
+            clock,
+            settings,
+        }
+    }
+
+    /// The download link and checksums of a blob.
+    pub fn location(&self, kind: BlobKind, blob: &StoredBlob) -> BlobLocation {
+        BlobLocation {
+            url: format!(
+                "{}/internal/v1/blobs/{}/{}",
+                self.settings.base_url,
+                kind.as_str(),
+                blob.sha256
+            ),
+            sha256: blob.sha256.clone(),
+            sha1: blob.sha1.clone(),
+            size: blob.size,
+        }
+    }
+
+    fn log(&self, app_guid: &str, line: &str) {
+        self.logs
+            .emit(app_guid, STAGING_LOG_SOURCE, "0", line, false);
+    }
+
+    fn buildpack_specs(
+        &self,
+        app: &apps::App,
+        stack: &str,
+    ) -> Result<Vec<BuildpackSpec>, StagingError> {
+        let usable = self.db.read_blocking(|c| buildpacks::usable(c, stack))?;
+        let spec = |bp: &buildpacks::Buildpack, skip_detect| BuildpackSpec {
+            name: bp.name.clone(),
+            key: bp.guid.clone(),
+            blob: bp
+                .blob
+                .as_ref()
+                .map(|b| self.location(BlobKind::Buildpack, b)),
+            skip_detect,
+        };
+        if app.buildpacks.is_empty() {
+            return Ok(usable.iter().map(|bp| spec(bp, false)).collect());
+        }
+        app.buildpacks
+            .iter()
+            .map(|name| {
+                if let Some(bp) = usable.iter().find(|bp| &bp.name == name) {
+                    Ok(spec(bp, true))
+                } else if name.starts_with("http://") || name.starts_with("https://") {
+                    Ok(BuildpackSpec {
+                        name: name.clone(),
+                        key: name.clone(),
+                        blob: None,
+                        skip_detect: true,
+                    })
+                } else {
+                    Err(StagingError::Invalid(format!(
+                        "buildpack {name:?} must be an existing admin buildpack or a valid git URI"
+                    )))
+                }
+            })
+            .collect()
+    }
+
+    /// Creates a STAGING build for a READY package and submits its staging
+    /// task. Blocking (database and scheduler calls).
+    pub fn create_build(&self, package_guid: &str, by: &Requester) -> Result<Build, StagingError> {
+        let package = self
+            .db
+            .read_blocking(|c| packages::get(c, package_guid))?
+            .ok_or_else(|| {
+                StagingError::Invalid(format!(
+                    "Unable to use package {package_guid}: it does not exist"
+                ))
+            })?;
+        if package.state != packages::state::READY {
+            return Err(StagingError::Invalid(format!(
+                "Unable to stage package in state {}",
+                package.state
+            )));
+        }
+        let app = self
+            .db
+            .read_blocking(|c| apps::get_app(c, &package.app_guid))?
+            .ok_or_else(|| StagingError::Invalid("the package's app no longer exists".into()))?;
+        let docker = package.kind == "docker";
+        let stack = (!docker).then(|| app.stack.clone().unwrap_or_else(|| "cflinuxfs4".into()));
+        let now = self.clock.now();
+        let build = Build {
+            guid: crate::db::new_guid(),
+            app_guid: app.guid.clone(),
+            package_guid: package.guid.clone(),
+            state: "STAGING".into(),
+            error: None,
+            lifecycle_type: if docker { "docker" } else { "buildpack" }.into(),
+            buildpacks: if docker {
+                Vec::new()
+            } else {
+                app.buildpacks.clone()
+            },
+            stack: stack.clone(),
+            droplet_guid: None,
+            staging_memory_in_mb: self.settings.memory_mb,
+            staging_disk_in_mb: self.settings.disk_mb,
+            created_by_guid: by.guid.clone(),
+            created_by_name: by.name.clone(),
+            staging_deadline: now + self.settings.timeout_secs,
+            created_at: crate::db::now(),
+            updated_at: crate::db::now(),
+        };
+        let action = if docker {
+            TaskAction::DockerStaging {
+                image: package.docker_image.clone().unwrap_or_default(),
+            }
+        } else {
+            let blob = package
+                .blob
+                .as_ref()
+                .ok_or_else(|| StagingError::Invalid("package has no bits".into()))?;
+            let stack_name = stack.clone().unwrap_or_default();
+            let cache = self
+                .db
+                .read_blocking(|c| builds::buildpack_cache(c, &app.guid, &stack_name))?;
+            TaskAction::BuildpackStaging {
+                package: self.location(BlobKind::Package, blob),
+                buildpacks: self.buildpack_specs(&app, &stack_name)?,
+                buildpack_cache: cache.map(|c| self.location(BlobKind::BuildpackCache, &c)),
+                droplet_upload_url: format!(
+                    "{}/internal/v1/staging/{}/droplet",
+                    self.settings.base_url, build.guid
+                ),
+                buildpack_cache_upload_url: format!(
+                    "{}/internal/v1/staging/{}/buildpack_cache",
+                    self.settings.base_url, build.guid
+                ),
+            }
+        };
+        let mut env = app.environment.clone();
+        if let Some(s) = &stack {
+            env.insert("CF_STACK".into(), s.clone());
+        }
+        env.insert(
+            "MEMORY_LIMIT".into(),
+            format!("{}m", self.settings.memory_mb),
+        );
+        let task = TaskDefinition {
+            task_guid: build.guid.clone(),
+            domain: STAGING_DOMAIN.into(),
+            app_guid: app.guid.clone(),
+            stack,
+            memory_mb: self.settings.memory_mb,
+            disk_mb: self.settings.disk_mb,
+            env,
+            log_source_id: app.guid.clone(),
+            log_source_type: STAGING_LOG_SOURCE.into(),
+            result_file: (!docker).then(|| "/tmp/result.json".into()),
+            action,
+            deadline: build.staging_deadline,
+        };
+        let b = build.clone();
+        self.db
+            .write_blocking(move |tx| builds::create_build(tx, &b))?;
+        if let Err(e) = self.scheduler.submit_task(&task) {
+            let msg = format!("StagingError - could not submit the staging task: {e}");
+            self.db
+                .write_blocking(|tx| builds::mark_failed(tx, &build.guid, &msg))?;
+            return Err(e.into());
+        }
+        self.log(
+            &app.guid,
+            &format!("Staging app {} (build {})...", app.name, build.guid),
+        );
+        tracing::info!(build_guid = %build.guid, app_guid = %app.guid, "staging started");
+        Ok(build)
+    }
+
+    /// Stores a droplet a cell uploaded for a STAGING build.
+    pub fn store_droplet(&self, build_guid: &str, src: &Path) -> Result<StoredBlob, StagingError> {
+        let build = self.staging_build(build_guid)?;
+        let blob = self.blobs.put_file(BlobKind::Droplet, src)?;
+        let b = blob.clone();
+        self.db
+            .write_blocking(|tx| builds::put_staging_upload(tx, &build.guid, &b))?;
+        self.log(
+            &build.app_guid,
+            &format!("Uploaded droplet ({} bytes)", blob.size),
+        );
+        Ok(blob)
+    }
+
+    /// Stores the new buildpack cache of a STAGING build's app and stack.
+    pub fn store_buildpack_cache(
+        &self,
+        build_guid: &str,
+        src: &Path,
+    ) -> Result<StoredBlob, StagingError> {
+        let build = self.staging_build(build_guid)?;
+        let stack = build.stack.clone().unwrap_or_default();
+        let blob = self.blobs.put_file(BlobKind::BuildpackCache, src)?;
+        let b = blob.clone();
+        self.db
+            .write_blocking(|tx| builds::put_buildpack_cache(tx, &build.app_guid, &stack, &b))?;
+        Ok(blob)
+    }
+
+    fn staging_build(&self, guid: &str) -> Result<Build, StagingError> {
+        let build = self
+            .db
+            .read_blocking(|c| builds::get_build(c, guid))?
+            .ok_or_else(|| StagingError::UnknownTask(guid.to_owned()))?;
+        if build.state != "STAGING" {
+            return Err(StagingError::NotStaging {
+                guid: guid.to_owned(),
+                state: build.state,
+            });
+        }
+        Ok(build)
+    }
+
+    /// The completion path: a task (staging or `run-task`) ended.
+    pub fn task_completed(
+        &self,
+        task_guid: &str,
+        outcome: TaskOutcome,
+    ) -> Result<Completion, StagingError> {
+        let guid = task_guid.to_owned();
+        let completion = self.db.write_blocking(|tx| {
+            let (failed, reason, result) = match &outcome {
+                TaskOutcome::Succeeded { result } => (false, None, Some(result.as_str())),
+                TaskOutcome::Failed { reason } => (true, Some(reason.as_str()), None),
+            };
+            if !rows::complete_task(tx, &guid, failed, reason, result)? {
+                return match rows::get_task(tx, &guid)? {
+                    Some(_) => Ok(Some(Completion::AlreadyCompleted)),
+                    None => Ok(None),
+                };
+            }
+            if let Some(build) = builds::get_build(tx, &guid)? {
+                return complete_build(tx, &build, &outcome).map(Some);
+            }
+            if tasks::get(tx, &guid)?.is_some() {
+                let (state, reason) = match &outcome {
+                    TaskOutcome::Succeeded { .. } => ("SUCCEEDED", None),
+                    TaskOutcome::Failed { reason } => ("FAILED", Some(reason.as_str())),
+                };
+                tasks::transition(
+                    tx,
+                    &guid,
+                    &["PENDING", "RUNNING", "CANCELING"],
+                    state,
+                    reason,
+                )?;
+                return Ok(Some(Completion::TaskFinished {
+                    state: state.into(),
+                }));
+            }
+            Ok(Some(Completion::AlreadyCompleted))
+        })?;
+        let completion =
+            completion.ok_or_else(|| StagingError::UnknownTask(task_guid.to_owned()))?;
+        self.log_completion(task_guid, &completion)?;
+        Ok(completion)
+    }
+
+    fn log_completion(&self, guid: &str, completion: &Completion) -> Result<(), StagingError> {
+        let app_guid = match self.db.read_blocking(|c| builds::get_build(c, guid))? {
+            Some(b) => b.app_guid,
+            None => return Ok(()),
+        };
+        match completion {
+            Completion::BuildStaged { droplet_guid } => {
+                self.log(
+                    &app_guid,
+                    &format!("Staging complete: droplet {droplet_guid}"),
+                );
+                tracing::info!(build_guid = guid, droplet_guid, "staged");
+            }
+            Completion::BuildFailed { error } => {
+                self.log(&app_guid, &format!("Staging failed: {error}"));
+                tracing::warn!(build_guid = guid, error, "staging failed");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Fails every build still STAGING past its deadline; returns their guids.
+    pub fn expire_overdue(&self) -> Result<Vec<String>, StagingError> {
+        let now = self.clock.now();
+        let overdue = self.db.read_blocking(|c| builds::overdue_builds(c, now))?;
+        let mut failed = Vec::new();
+        for guid in overdue {
+            let error = format!(
+                "StagingTimeout - staging did not finish within {} seconds",
+                self.settings.timeout_secs
+            );
+            let e = error.clone();
+            let g = guid.clone();
+            let changed = self.db.write_blocking(move |tx| {
+                let changed = builds::mark_failed(tx, &g, &e)?;
+                rows::complete_task(tx, &g, true, Some(&e), None)?;
+                Ok(changed)
+            })?;
+            if changed {
+                self.scheduler.cancel_task(&guid)?;
+                self.log_completion(&guid, &Completion::BuildFailed { error })?;
+                failed.push(guid);
+            }
+        }
+        Ok(failed)
+    }
+}
+
+/// Moves a build to STAGED or FAILED inside the completion transaction.
+fn complete_build(
+    tx: &rusqlite::Transaction<'_>,
+    build: &Build,
+    outcome: &TaskOutcome,
+) -> Result<Completion, DbError> {
+    let fail = |tx: &rusqlite::Transaction<'_>, error: String| -> Result<Completion, DbError> {
+        builds::mark_failed(tx, &build.guid, &error)?;
+        Ok(Completion::BuildFailed { error })
+    };
+    let result = match outcome {
+        TaskOutcome::Failed { reason } => {
+            return fail(tx, format!("StagingError - Staging error: {reason}"))
+        }
+        TaskOutcome::Succeeded { result } => result,
+    };
+    let parsed: StagingResult = match serde_json::from_str(result) {
+        Ok(r) => r,
+        Err(e) => return fail(tx, format!("StagingError - invalid staging result: {e}")),
+    };
+    let upload = builds::take_staging_upload(tx, &build.guid)?;
+    let docker = build.lifecycle_type == "docker";
+    if !docker && upload.is_none() {
+        return fail(
+            tx,
+            "StagingError - staging finished without uploading a droplet".into(),
+        );
+    }
+    let docker_image = if docker {
+        let package = packages::get(tx, &build.package_guid)?;
+        parsed
+            .lifecycle_metadata
+            .docker_image
+            .clone()
+            .or(package.and_then(|p| p.docker_image))
+    } else {
+        None
+    };
+    let buildpacks: Vec<serde_json::Value> = parsed
+        .lifecycle_metadata
+        .buildpacks
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "name": if b.key.is_empty() { &b.name } else { &b.key },
+                "buildpack_name": b.name,
+                "detect_output": parsed.lifecycle_metadata.detected_buildpack,
+                "version": b.version,
+            })
+        })
+        .collect();
+    let now = crate::db::now();
+    let droplet = Droplet {
+        guid: crate::db::new_guid(),
+        app_guid: build.app_guid.clone(),
+        build_guid: Some(build.guid.clone()),
+        package_guid: Some(build.package_guid.clone()),
+        state: "STAGED".into(),
+        lifecycle_type: build.lifecycle_type.clone(),
+        process_types: parsed.process_types,
+        execution_metadata: parsed.execution_metadata,
+        buildpacks: serde_json::Value::Array(buildpacks),
+        stack: build.stack.clone(),
+        docker_image,
+        blob: upload,
+        created_at: now,
+        updated_at: now,
+    };
+    builds::create_droplet(tx, &droplet)?;
+    if !builds::mark_staged(tx, &build.guid, &droplet.guid)? {
+        return Err(DbError::Conflict(format!(
+            "build {} changed state during completion",
+            build.guid
+        )));
+    }
+    Ok(Completion::BuildStaged {
+        droplet_guid: droplet.guid,
+    })
+}
