@@ -180,11 +180,8 @@ impl RegistryClient {
             &self.verifying
         };
         let https = base_url("https", host)?;
-        match http
-            .get(https.join("v2/").map_err(|_| bad_host(host))?)
-            .send()
-            .await
-        {
+        let ping_url = https.join("v2/").map_err(|_| bad_host(host))?;
+        match http.get(ping_url.clone()).send().await {
             Ok(resp) => Ok((http.clone(), https, resp)),
             Err(e) if insecure && (e.is_connect() || e.is_request()) => {
                 tracing::debug!(host, error = %e, "https failed; trying http for an insecure registry");
@@ -197,7 +194,16 @@ impl RegistryClient {
                     .map_err(|e| request_error(url.as_str(), e))?;
                 Ok((http.clone(), plain, resp))
             }
-            Err(e) => Err(request_error(https.as_str(), e)),
+            Err(e) => {
+                let mut err = request_error(ping_url.as_str(), e);
+                if let RegistryError::Request { detail, .. } = &mut err {
+                    detail.push_str(
+                        " (a registry serving plain HTTP or an untrusted certificate must be \
+                         on the insecure-registry list, or its CA configured)",
+                    );
+                }
+                Err(err)
+            }
         }
     }
 

@@ -294,3 +294,4 @@ pub fn image_documents(layers: &[Vec<u8>], env: &[&str]) -> (Vec<u8>, Vec<u8>) {
     .expect("json");
     (config, manifest)
 }
+pub mod registry;
