@@ -200,35 +200,13 @@ async fn serve_request(
         }
     };
     if head.method == "GET" && head.path() == "/metrics" {
-        let text = state.metrics.render();
-        let head = response_head(
-            200,
-            &[
-                ("Content-Type", "text/plain; version=0.0.4"),
-                ("Content-Length", &text.len().to_string()),
-            ],
-        );
-        conn.write_all(&[head, text.into_bytes()].concat())
-            .await
-            .ok()?;
-        return keep_alive.then_some(conn);
+        return serve_metrics(state, conn, keep_alive).await;
     }
     let (route, params) = match Route::match_request(&head.method, head.path()) {
         Ok(matched) => matched,
         Err(error) => {
-            let status = match error {
-                RouteError::NotFound { .. } => 404,
-                RouteError::MethodNotAllowed { .. } => 405,
-                RouteError::BadEncoding(_) => 400,
-            };
-            let (_, json) = HandlerError::from(Error::bad_request(error.to_string())).response();
-            tracing::debug!(%peer, method = head.method, path = head.path(), status, "no such route");
-            state.metrics.record("unknown", status, started.elapsed());
             let reusable = keep_alive && body.is_done();
-            write_json(&mut conn, &(status, json), reusable)
-                .await
-                .ok()?;
-            return reusable.then_some(conn);
+            return answer_no_route(state, conn, error, reusable, started).await;
         }
     };
     let span = tracing::info_span!("request", route = route.name(), handle = params.handle.as_str(), %peer);
@@ -279,6 +257,43 @@ async fn serve_request(
     }
     .instrument(span)
     .await
+}
+
+async fn serve_metrics(state: &State, mut conn: BufConn, keep_alive: bool) -> Option<BufConn> {
+    let text = state.metrics.render();
+    let length = text.len().to_string();
+    let head = response_head(
+        200,
+        &[
+            ("Content-Type", "text/plain; version=0.0.4"),
+            ("Content-Length", &length),
+        ],
+    );
+    conn.write_all(&[head, text.into_bytes()].concat())
+        .await
+        .ok()?;
+    keep_alive.then_some(conn)
+}
+
+async fn answer_no_route(
+    state: &State,
+    mut conn: BufConn,
+    error: RouteError,
+    reusable: bool,
+    started: Instant,
+) -> Option<BufConn> {
+    let status = match error {
+        RouteError::NotFound { .. } => 404,
+        RouteError::MethodNotAllowed { .. } => 405,
+        RouteError::BadEncoding(_) => 400,
+    };
+    let (_, json) = HandlerError::from(Error::bad_request(error.to_string())).response();
+    tracing::debug!(%error, status, "no such route");
+    state.metrics.record("unknown", status, started.elapsed());
+    write_json(&mut conn, &(status, json), reusable)
+        .await
+        .ok()?;
+    reusable.then_some(conn)
 }
 
 /// Writes a handler's answer; gives the connection back when reusable.

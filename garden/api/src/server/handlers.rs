@@ -92,26 +92,7 @@ pub(super) async fn handle(req: &mut Request<'_>) -> Result<Reply, HandlerError>
         Route::CurrentCpuLimits => Reply::json(&backend.limits(&handle).await?.cpu),
         Route::CurrentDiskLimits => Reply::json(&backend.limits(&handle).await?.disk),
         Route::CurrentMemoryLimits => Reply::json(&backend.limits(&handle).await?.memory),
-        Route::NetIn => {
-            let request: NetInRequest = req.json().await?;
-            let (host_port, container_port) = backend
-                .net_in(&handle, request.host_port, request.container_port)
-                .await?;
-            Reply::json(&NetInResponse {
-                host_port,
-                container_port,
-            })
-        }
-        Route::NetOut => {
-            let rule: NetOutRule = req.json().await?;
-            backend.net_out(&handle, vec![rule]).await?;
-            Ok(Reply::empty())
-        }
-        Route::BulkNetOut => {
-            let rules: Option<Vec<NetOutRule>> = req.json().await?;
-            backend.net_out(&handle, rules.unwrap_or_default()).await?;
-            Ok(Reply::empty())
-        }
+        Route::NetIn | Route::NetOut | Route::BulkNetOut => net(req).await,
         Route::SetGraceTime => set_grace_time(req).await,
         Route::Properties => Reply::json(&backend.properties(&handle).await?),
         Route::Property => Reply::json(&PropertyValue {
@@ -130,6 +111,33 @@ pub(super) async fn handle(req: &mut Request<'_>) -> Result<Reply, HandlerError>
         }
         Route::Run | Route::Attach | Route::Stdout | Route::Stderr => {
             Err(Error::internal(format!("{} is not an ordinary route", req.route.name())).into())
+        }
+    }
+}
+
+async fn net(req: &mut Request<'_>) -> Result<Reply, HandlerError> {
+    let backend = &req.state.backend;
+    let handle = req.params.handle.clone();
+    match req.route {
+        Route::NetIn => {
+            let request: NetInRequest = req.json().await?;
+            let (host_port, container_port) = backend
+                .net_in(&handle, request.host_port, request.container_port)
+                .await?;
+            Reply::json(&NetInResponse {
+                host_port,
+                container_port,
+            })
+        }
+        Route::NetOut => {
+            let rule: NetOutRule = req.json().await?;
+            backend.net_out(&handle, vec![rule]).await?;
+            Ok(Reply::empty())
+        }
+        _ => {
+            let rules: Option<Vec<NetOutRule>> = req.json().await?;
+            backend.net_out(&handle, rules.unwrap_or_default()).await?;
+            Ok(Reply::empty())
         }
     }
 }
