@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::registry::{Mode, Pusher, Registry, TestCert, TokenServer, PASSWORD, USER};
+use common::registry::{htpasswd, Mode, Pusher, Registry, TestCert, TokenServer, PASSWORD, USER};
 use common::{image_documents, require_root, LayerBuilder};
 use garden_image::digest::Digest;
 use garden_image::{Credentials, IdMapping, ImageError};
@@ -325,4 +325,51 @@ async fn tls_with_a_configured_ca_without_it_and_insecure() {
         .pull(&uri, None, &IdMapping::Identity)
         .await
         .expect("insecure TLS");
+}
+
+#[tokio::test]
+async fn basic_authentication_over_tls() {
+    require_root();
+    let s = seed().await;
+    let cert = TestCert::generate(s.dir.path());
+    let htpasswd = htpasswd(s.dir.path());
+    let registry = Registry::start(
+        &s.storage,
+        Mode::Basic {
+            cert: &cert,
+            htpasswd,
+        },
+    );
+    let uri = format!("docker://{}/{REPO}:v1", registry.host);
+    let t = common::store_with(|c| c.ca_files = vec![cert.cert_pem.clone()]);
+    let good = Credentials {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    };
+    let image = t
+        .store
+        .pull(&uri, Some(good), &IdMapping::Identity)
+        .await
+        .expect("basic auth");
+    check_image(&image);
+    let bad = Credentials {
+        username: USER.into(),
+        password: "nope".into(),
+    };
+    let err = t
+        .store
+        .pull(&uri, Some(bad), &IdMapping::Identity)
+        .await
+        .expect_err("bad password");
+    assert!(
+        err.to_string()
+            .contains("rejected the username or password"),
+        "{err}"
+    );
+    let err = t
+        .store
+        .pull(&uri, None, &IdMapping::Identity)
+        .await
+        .expect_err("no credentials");
+    assert!(err.to_string().contains("requires credentials"), "{err}");
 }

@@ -44,4 +44,18 @@ mod tests {
             .expect("read");
         assert_eq!(out, "plain");
     }
+
+    #[test]
+    fn detects_zstd() {
+        let z = ruzstd::encoding::compress_to_vec(
+            &b"zstd layer"[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let mut out = String::new();
+        open(&z[..])
+            .expect("open")
+            .read_to_string(&mut out)
+            .expect("read");
+        assert_eq!(out, "zstd layer");
+    }
 }

@@ -90,6 +90,7 @@ pub struct Fetched {
     pub digest: Digest,
 }
 
+#[derive(Clone)]
 enum Auth {
     Anonymous,
     Basic(Credentials),
@@ -98,11 +99,14 @@ enum Auth {
 
 /// An authenticated connection to one repository.
 pub struct Session {
+    client: RegistryClient,
+    creds: Option<Credentials>,
     http: reqwest::Client,
     base: Url,
     registry: String,
     repository: String,
-    auth: Auth,
+    /// Replaced when the registry challenges again (an expired token).
+    auth: std::sync::RwLock<Auth>,
 }
 
 impl RegistryClient {
@@ -141,23 +145,21 @@ impl RegistryClient {
     ) -> Result<Session, RegistryError> {
         let host = r.api_host().to_string();
         let (http, base, ping) = self.ping(&host).await?;
-        let mut session = Session {
+        let session = Session {
+            client: self.clone(),
+            creds: creds.cloned(),
             http,
             base,
             registry: r.host.clone(),
             repository: r.repository.clone(),
-            auth: Auth::Anonymous,
+            auth: std::sync::RwLock::new(Auth::Anonymous),
         };
         match ping.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED => {
-                let header = ping
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                session.auth = self.authenticate(&session, &header, creds).await?;
+                let header = challenge_of(&ping);
+                let auth = self.authenticate(&session, &header, creds).await?;
+                session.set_auth(auth);
             }
             other => {
                 let url = ping.url().to_string();
@@ -330,17 +332,41 @@ impl Session {
             .map_err(|_| bad_host(&self.registry))
     }
 
+    fn set_auth(&self, auth: Auth) {
+        *self.auth.write().unwrap_or_else(|p| p.into_inner()) = auth;
+    }
+
+    fn current_auth(&self) -> Auth {
+        self.auth.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// GETs `url`; a 401 (say, an expired token) is answered once with a
+    /// fresh authentication before giving up.
     async fn get(
         &self,
         url: &Url,
         headers: HeaderMap,
         what: impl FnOnce() -> String,
     ) -> Result<reqwest::Response, RegistryError> {
-        let req = self.authorize(self.http.get(url.clone()).headers(headers), &self.auth);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| request_error(url.as_str(), e))?;
+        let mut retried = false;
+        let resp = loop {
+            let req = self.http.get(url.clone()).headers(headers.clone());
+            let resp = self
+                .authorize(req, &self.current_auth())
+                .send()
+                .await
+                .map_err(|e| request_error(url.as_str(), e))?;
+            if resp.status() != StatusCode::UNAUTHORIZED || retried {
+                break resp;
+            }
+            retried = true;
+            let header = challenge_of(&resp);
+            let auth = self
+                .client
+                .authenticate(self, &header, self.creds.as_ref())
+                .await?;
+            self.set_auth(auth);
+        };
         match resp.status() {
             s if s.is_success() => Ok(resp),
             StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
@@ -458,6 +484,14 @@ impl Session {
             })?;
         Ok(count)
     }
+}
+
+fn challenge_of(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn base_url(scheme: &str, host: &str) -> Result<Url, RegistryError> {

@@ -52,8 +52,34 @@ impl TestCert {
 /// How the registry authenticates and serves.
 pub enum Mode<'a> {
     Open,
-    Token { realm: String, cert: &'a TestCert },
-    Tls { cert: &'a TestCert },
+    Token {
+        realm: String,
+        cert: &'a TestCert,
+    },
+    Tls {
+        cert: &'a TestCert,
+    },
+    /// HTTP basic authentication (htpasswd) over TLS.
+    Basic {
+        cert: &'a TestCert,
+        htpasswd: PathBuf,
+    },
+}
+
+fn tls_yaml(cert: &TestCert) -> String {
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.cert_pem.display(),
+        cert.key_pem.display()
+    )
+}
+
+/// An htpasswd file with one user (bcrypt, as the registry wants).
+pub fn htpasswd(dir: &Path) -> PathBuf {
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    let path = dir.join("htpasswd");
+    std::fs::write(&path, format!("{USER}:{hash}\n")).expect("htpasswd");
+    path
 }
 
 /// A running `docker-registry`; killed on drop.
@@ -84,11 +110,14 @@ impl Registry {
                 "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
                 cert.cert_pem.display()
             )),
-            Mode::Tls { cert } => yaml.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                cert.cert_pem.display(),
-                cert.key_pem.display()
-            )),
+            Mode::Tls { cert } => yaml.push_str(&tls_yaml(cert)),
+            Mode::Basic { cert, htpasswd } => {
+                yaml.push_str(&tls_yaml(cert));
+                yaml.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: garden-test\n    path: {}\n",
+                    htpasswd.display()
+                ));
+            }
         }
         let cfg = storage.with_extension(format!("{port}.yml"));
         std::fs::write(&cfg, yaml).expect("config");
