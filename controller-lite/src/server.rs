@@ -219,6 +219,7 @@ fn build_state(
         tokens,
         internal_key,
         hash_cost,
+        metrics: Default::default(),
     })
 }
 

@@ -155,6 +155,16 @@ async fn cf_push_sequence_against_the_real_binary() -> Result<()> {
 
     // apply_manifest → job → app lookup.
     let manifest = "applications:\n- name: web-app\n  instances: 2\n  memory: 256M\n  disk_quota: 512M\n  buildpacks: []\n  env:\n    GREETING: hello\n";
+    let diff = api
+        .http
+        .post(api.url(&format!("/v3/spaces/{space}/manifest_diff")))
+        .bearer_auth(&api.token)
+        .header("Content-Type", "application/x-yaml")
+        .body(manifest)
+        .send()
+        .await?;
+    ensure!(diff.status() == 200, "manifest_diff: {}", diff.status());
+    ensure!(diff.json::<Value>().await?["diff"].is_array());
     let (status, location, body) = api.apply_manifest(&space, manifest).await?;
     ensure!(status == 202, "apply_manifest: {status} {body}");
     let job = api.wait_job(&location.context("Location header")?).await?;
@@ -318,6 +328,17 @@ async fn cf_push_sequence_against_the_real_binary() -> Result<()> {
         "{first}"
     );
     ensure!(first["mem_quota"] == 256 * 1024 * 1024, "{first}");
+
+    let features = api.ok(&format!("/v3/apps/{app_guid}/features")).await?;
+    ensure!(features["resources"].is_array());
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("route=\"/v3/apps/{guid}/actions/restart\",status=\"200\"} 1"),
+        "{metrics}"
+    );
 
     // The default route from the manifest.
     let routes = api.ok(&format!("/v3/routes?app_guids={app_guid}")).await?;

@@ -5,10 +5,12 @@ mod apps;
 mod buildpacks;
 mod builds;
 pub mod error;
+mod features;
 mod internal;
 mod list;
 mod logs;
 mod manifest;
+pub mod metrics;
 mod orgs;
 mod packages;
 mod processes;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub internal_key: String,
     /// Argon2 cost for new hashes.
     pub hash_cost: crate::auth::HashCost,
+    /// Request counters for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 /// Shared handler state.
@@ -82,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(orgs::routes())
         .merge(apps::routes())
         .merge(manifest::routes())
+        .merge(features::routes())
         .merge(packages::routes(upload_limit))
         .merge(builds::routes())
         .merge(processes::routes())
@@ -89,7 +94,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(routes::routes())
         .merge(buildpacks::routes(upload_limit))
         .merge(internal::routes(upload_limit))
+        .route("/metrics", axum::routing::get(metrics::serve))
         .fallback(|| async { ApiError::UnknownRequest })
+        .route_layer(axum::middleware::from_fn_with_state(
+            Shared(state.clone()),
+            metrics::track,
+        ))
         .with_state(Shared(state))
 }
 
