@@ -22,3 +22,4 @@ pub mod packaging;
 pub mod scheduler;
 pub mod server;
 pub mod staging;
+pub mod states;

@@ -22,6 +22,7 @@ use crate::scheduler::{
     BlobLocation, BuildpackSpec, Scheduler, SchedulerError, TaskAction, TaskDefinition,
     STAGING_DOMAIN,
 };
+use crate::states::{PackageState, TaskState};
 
 /// Log source type of staging output.
 pub const STAGING_LOG_SOURCE: &str = "STG";
@@ -260,7 +261,7 @@ impl Staging {
                     "Unable to use package {package_guid}: it does not exist"
                 ))
             })?;
-        if package.state != packages::state::READY {
+        if package.state != PackageState::Ready.as_str() {
             return Err(StagingError::Invalid(format!(
                 "Unable to stage package in state {}",
                 package.state
@@ -427,18 +428,12 @@ impl Staging {
             }
             if tasks::get(tx, &guid)?.is_some() {
                 let (state, reason) = match &outcome {
-                    TaskOutcome::Succeeded { .. } => ("SUCCEEDED", None),
-                    TaskOutcome::Failed { reason } => ("FAILED", Some(reason.as_str())),
+                    TaskOutcome::Succeeded { .. } => (TaskState::Succeeded, None),
+                    TaskOutcome::Failed { reason } => (TaskState::Failed, Some(reason.as_str())),
                 };
-                tasks::transition(
-                    tx,
-                    &guid,
-                    &["PENDING", "RUNNING", "CANCELING"],
-                    state,
-                    reason,
-                )?;
+                tasks::transition(tx, &guid, state, reason)?;
                 return Ok(Some(Completion::TaskFinished {
-                    state: state.into(),
+                    state: state.as_str().into(),
                 }));
             }
             Ok(Some(Completion::AlreadyCompleted))

@@ -18,8 +18,9 @@ use super::{
     Shared,
 };
 use crate::blobstore::BlobKind;
-use crate::db::packages::{self, state, Package};
+use crate::db::packages::{self, Package};
 use crate::packaging::{self, Limits, Resource, MAX_MATCH_ENTRIES};
+use crate::states::PackageState;
 
 pub(super) fn routes(upload_limit: usize) -> Router<Shared> {
     Router::new()
@@ -298,14 +299,9 @@ async fn upload(
                 "Only bits packages accept an upload".into(),
             ));
         }
-        let moved = s2.db.write_blocking(|tx| {
-            packages::transition(
-                tx,
-                &g,
-                &[state::AWAITING_UPLOAD, state::FAILED],
-                state::PROCESSING_UPLOAD,
-            )
-        })?;
+        let moved = s2
+            .db
+            .write_blocking(|tx| packages::transition(tx, &g, PackageState::ProcessingUpload))?;
         if !moved {
             return Err(ApiError::Unprocessable(format!(
                 "Package is {}: bits can be uploaded only once",

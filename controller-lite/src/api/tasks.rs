@@ -19,6 +19,7 @@ use crate::db::builds;
 use crate::db::query::Filter;
 use crate::db::tasks::{self, Task};
 use crate::scheduler::{TaskAction, TaskDefinition, TASKS_DOMAIN};
+use crate::states::TaskState;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -149,9 +150,9 @@ async fn cancel(
     let s2 = s.clone();
     let t = blocking(move || {
         let t = load_task(&s2, &p, &guid)?;
-        let moved = s2.db.write_blocking(|tx| {
-            tasks::transition(tx, &t.guid, &["PENDING", "RUNNING"], "CANCELING", None)
-        })?;
+        let moved = s2
+            .db
+            .write_blocking(|tx| tasks::transition(tx, &t.guid, TaskState::Canceling, None))?;
         if !moved {
             return Err(ApiError::Unprocessable(format!(
                 "Task state is {} and therefore cannot be canceled",
@@ -160,13 +161,7 @@ async fn cancel(
         }
         s2.scheduler.cancel_task(&t.guid)?;
         s2.db.write_blocking(|tx| {
-            tasks::transition(
-                tx,
-                &t.guid,
-                &["CANCELING"],
-                "FAILED",
-                Some("task was cancelled"),
-            )
+            tasks::transition(tx, &t.guid, TaskState::Failed, Some("task was cancelled"))
         })?;
         load_task(&s2, &p, &t.guid)
     })

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::query::{self, Filter, Listing, Page};
 use super::{from_json, now, to_json, DbError, StoredBlob};
+use crate::states::BuildState;
 
 /// A build.
 #[derive(Debug, Clone)]
@@ -198,20 +199,40 @@ pub fn list_builds(
     })
 }
 
+/// Moves a build to `to` if its state machine allows it; returns whether it moved.
+fn transition(
+    tx: &Transaction<'_>,
+    guid: &str,
+    to: BuildState,
+    error: Option<&str>,
+    droplet_guid: Option<&str>,
+) -> Result<bool, DbError> {
+    let current: Option<String> = tx
+        .query_row("SELECT state FROM builds WHERE guid = ?", [guid], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let allowed = current
+        .as_deref()
+        .and_then(BuildState::parse)
+        .is_some_and(|from| from.can_transition_to(to));
+    if allowed {
+        tx.execute(
+            "UPDATE builds SET state = ?, error = COALESCE(?, error), droplet_guid = COALESCE(?, droplet_guid), updated_at = ? WHERE guid = ?",
+            params![to.as_str(), error, droplet_guid, now(), guid],
+        )?;
+    }
+    Ok(allowed)
+}
+
 /// STAGING → STAGED with its droplet; false if the build was no longer STAGING.
 pub fn mark_staged(tx: &Transaction<'_>, guid: &str, droplet_guid: &str) -> Result<bool, DbError> {
-    Ok(tx.execute(
-        "UPDATE builds SET state = 'STAGED', droplet_guid = ?, updated_at = ? WHERE guid = ? AND state = 'STAGING'",
-        params![droplet_guid, now(), guid],
-    )? > 0)
+    transition(tx, guid, BuildState::Staged, None, Some(droplet_guid))
 }
 
 /// STAGING → FAILED; false if the build was no longer STAGING.
 pub fn mark_failed(tx: &Transaction<'_>, guid: &str, error: &str) -> Result<bool, DbError> {
-    Ok(tx.execute(
-        "UPDATE builds SET state = 'FAILED', error = ?, updated_at = ? WHERE guid = ? AND state = 'STAGING'",
-        params![error, now(), guid],
-    )? > 0)
+    transition(tx, guid, BuildState::Failed, Some(error), None)
 }
 
 /// Guids of builds still STAGING past their deadline.

@@ -5,18 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::query::{self, Filter, Listing, Page};
 use super::{new_guid, now, DbError, StoredBlob};
-
-/// Package states as the v3 API names them.
-pub mod state {
-    /// Created, bits not uploaded yet.
-    pub const AWAITING_UPLOAD: &str = "AWAITING_UPLOAD";
-    /// Bits being assembled.
-    pub const PROCESSING_UPLOAD: &str = "PROCESSING_UPLOAD";
-    /// Ready to stage.
-    pub const READY: &str = "READY";
-    /// Upload failed (see `error`).
-    pub const FAILED: &str = "FAILED";
-}
+use crate::states::PackageState;
 
 /// A package.
 #[derive(Debug, Clone)]
@@ -27,7 +16,7 @@ pub struct Package {
     pub app_guid: String,
     /// `bits` or `docker`.
     pub kind: String,
-    /// See [`state`].
+    /// See [`PackageState`].
     pub state: String,
     /// Image reference for docker packages.
     pub docker_image: Option<String>,
@@ -66,9 +55,9 @@ pub fn create(
 ) -> Result<Package, DbError> {
     let t = now();
     let state = if kind == "docker" {
-        state::READY
+        PackageState::Ready.as_str()
     } else {
-        state::AWAITING_UPLOAD
+        PackageState::AwaitingUpload.as_str()
     };
     let p = Package {
         guid: new_guid(),
@@ -109,47 +98,48 @@ pub fn list(
     query::list(conn, "packages", COLS, filters, extra, page, map)
 }
 
-/// Moves a package from `from` to `to` only if it is still in `from`.
-/// Returns whether it moved.
-pub fn transition(
-    tx: &Transaction<'_>,
-    guid: &str,
-    from: &[&str],
-    to: &str,
-) -> Result<bool, DbError> {
+/// Moves a package to `to` if its state machine allows it; returns whether it moved.
+pub fn transition(tx: &Transaction<'_>, guid: &str, to: PackageState) -> Result<bool, DbError> {
     let current: Option<String> = tx
         .query_row("SELECT state FROM packages WHERE guid = ?", [guid], |r| {
             r.get(0)
         })
         .optional()?;
-    match current {
-        Some(s) if from.contains(&s.as_str()) => {
-            tx.execute(
-                "UPDATE packages SET state = ?, updated_at = ? WHERE guid = ?",
-                params![to, now(), guid],
-            )?;
-            Ok(true)
-        }
-        _ => Ok(false),
+    let allowed = current
+        .as_deref()
+        .and_then(PackageState::parse)
+        .is_some_and(|from| from.can_transition_to(to));
+    if allowed {
+        tx.execute(
+            "UPDATE packages SET state = ?, updated_at = ? WHERE guid = ?",
+            params![to.as_str(), now(), guid],
+        )?;
     }
+    Ok(allowed)
 }
 
-/// Marks a package READY with its zip.
-pub fn set_ready(tx: &Transaction<'_>, guid: &str, blob: &StoredBlob) -> Result<(), DbError> {
+/// PROCESSING_UPLOAD → READY with its zip; false if not processing.
+pub fn set_ready(tx: &Transaction<'_>, guid: &str, blob: &StoredBlob) -> Result<bool, DbError> {
+    if !transition(tx, guid, PackageState::Ready)? {
+        return Ok(false);
+    }
     tx.execute(
-        "UPDATE packages SET state = 'READY', blob_sha256 = ?, blob_sha1 = ?, blob_size = ?, error = NULL, updated_at = ? WHERE guid = ?",
-        params![blob.sha256, blob.sha1, blob.size as i64, now(), guid],
+        "UPDATE packages SET blob_sha256 = ?, blob_sha1 = ?, blob_size = ?, error = NULL WHERE guid = ?",
+        params![blob.sha256, blob.sha1, blob.size as i64, guid],
     )?;
-    Ok(())
+    Ok(true)
 }
 
-/// Marks a package FAILED with a reason.
-pub fn set_failed(tx: &Transaction<'_>, guid: &str, error: &str) -> Result<(), DbError> {
+/// PROCESSING_UPLOAD → FAILED with a reason; false if not processing.
+pub fn set_failed(tx: &Transaction<'_>, guid: &str, error: &str) -> Result<bool, DbError> {
+    if !transition(tx, guid, PackageState::Failed)? {
+        return Ok(false);
+    }
     tx.execute(
-        "UPDATE packages SET state = 'FAILED', error = ?, updated_at = ? WHERE guid = ?",
-        params![error, now(), guid],
+        "UPDATE packages SET error = ? WHERE guid = ?",
+        params![error, guid],
     )?;
-    Ok(())
+    Ok(true)
 }
 
 /// After a restart: uploads that were in flight failed (their bits are gone).

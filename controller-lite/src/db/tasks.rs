@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::query::{self, Filter, Listing, Page};
 use super::{new_guid, now, DbError};
+use crate::states::TaskState;
 
 /// A task.
 #[derive(Debug, Clone)]
@@ -129,23 +130,22 @@ pub fn list(
     query::list(conn, "tasks", COLS, filters, extra, page, map)
 }
 
-/// Moves a task to a final or intermediate state if it is in one of `from`.
+/// Moves a task to `to` if its state machine allows it; returns whether it moved.
 pub fn transition(
     tx: &Transaction<'_>,
     guid: &str,
-    from: &[&str],
-    to: &str,
+    to: TaskState,
     failure_reason: Option<&str>,
 ) -> Result<bool, DbError> {
     let Some(task) = get(tx, guid)? else {
         return Ok(false);
     };
-    if !from.contains(&task.state.as_str()) {
+    if !TaskState::parse(&task.state).is_some_and(|from| from.can_transition_to(to)) {
         return Ok(false);
     }
     tx.execute(
         "UPDATE tasks SET state = ?, failure_reason = ?, updated_at = ? WHERE guid = ?",
-        params![to, failure_reason, now(), guid],
+        params![to.as_str(), failure_reason, now(), guid],
     )?;
     Ok(true)
 }
