@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,8 @@ use crate::routes::{Params, Route};
 
 /// Chunks the backend may send ahead of a slow client.
 const CHANNEL_CHUNKS: usize = 32;
+/// Most bytes joined into one socket write.
+const COALESCE_BYTES: usize = 64 * 1024;
 
 struct Entry {
     handle: String,
@@ -232,7 +234,10 @@ impl Pump {
                     None => writers_open = false,
                 },
                 chunk = self.data.recv(), if !eof => match chunk {
-                    Some(chunk) => self.deliver(&mut writer, &mut backlog, chunk).await,
+                    Some(chunk) => {
+                        let chunk = self.coalesce(chunk);
+                        self.deliver(&mut writer, &mut backlog, chunk).await;
+                    }
                     None => eof = true,
                 },
             }
@@ -256,6 +261,24 @@ impl Pump {
         if let Some(mut writer) = writer {
             let _ = writer.shutdown().await;
         }
+    }
+
+    /// Joins `first` with the chunks already waiting (up to 64 KiB), so a
+    /// process writing many small pieces costs one socket write per batch.
+    fn coalesce(&mut self, first: Bytes) -> Bytes {
+        let Ok(second) = self.data.try_recv() else {
+            return first;
+        };
+        let mut joined = BytesMut::with_capacity(first.len() + second.len());
+        joined.extend_from_slice(&first);
+        joined.extend_from_slice(&second);
+        while joined.len() < COALESCE_BYTES {
+            match self.data.try_recv() {
+                Ok(chunk) => joined.extend_from_slice(&chunk),
+                Err(_) => break,
+            }
+        }
+        joined.freeze()
     }
 
     /// Writes to the client, or keeps the chunk while none is attached.
