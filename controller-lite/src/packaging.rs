@@ -81,8 +81,11 @@ pub struct Checksum {
     pub value: String,
 }
 
-/// One file in a resource match or upload.
+/// One file in a resource match or upload. Both the v3 shape
+/// (`checksum.value`, `size_in_bytes`, `path`) and the older v2 shape the
+/// CLI can also send (`sha1`, `size`, `fn`) are accepted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "WireResource")]
 pub struct Resource {
     /// SHA-1 of the content.
     pub checksum: Checksum,
@@ -94,6 +97,30 @@ pub struct Resource {
     /// Octal permission bits as a string, e.g. `"644"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireResource {
+    checksum: Option<Checksum>,
+    sha1: Option<String>,
+    #[serde(alias = "size")]
+    size_in_bytes: Option<u64>,
+    #[serde(alias = "fn")]
+    path: Option<String>,
+    mode: Option<String>,
+}
+
+impl From<WireResource> for Resource {
+    fn from(w: WireResource) -> Self {
+        Self {
+            checksum: w.checksum.unwrap_or(Checksum {
+                value: w.sha1.unwrap_or_default(),
+            }),
+            size_in_bytes: w.size_in_bytes.unwrap_or(0),
+            path: w.path,
+            mode: w.mode,
+        }
+    }
 }
 
 /// Limits for one package.
@@ -124,7 +151,11 @@ pub fn match_resources(blobs: &dyn Blobstore, resources: &[Resource]) -> Vec<Res
                 && is_hex_digest(&r.checksum.value, 40)
                 && blobs.has_resource(&r.checksum.value)
         })
-        .cloned()
+        .map(|r| Resource {
+            // The CLI parses `mode` of every answer as octal.
+            mode: Some(r.mode.clone().unwrap_or_else(|| "644".into())),
+            ..r.clone()
+        })
         .collect()
 }
 
@@ -387,6 +418,26 @@ mod tests {
         assert!(!symlink_stays_inside("link", "../b"));
         assert!(!symlink_stays_inside("a/link", "/etc/passwd"));
         assert!(!symlink_stays_inside("a/link", "x/../../../b"));
+    }
+
+    #[test]
+    fn resources_parse_in_v3_and_v2_shapes() {
+        let v3: Resource = serde_json::from_str(
+            r#"{"checksum":{"value":"ab"},"size_in_bytes":3,"path":"a","mode":"755"}"#,
+        )
+        .expect("v3");
+        let v2: Resource =
+            serde_json::from_str(r#"{"sha1":"ab","size":3,"fn":"a","mode":"755"}"#).expect("v2");
+        for r in [v3, v2] {
+            assert_eq!(
+                (
+                    r.checksum.value.as_str(),
+                    r.size_in_bytes,
+                    r.path.as_deref()
+                ),
+                ("ab", 3, Some("a"))
+            );
+        }
     }
 
     #[test]

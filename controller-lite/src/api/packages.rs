@@ -276,7 +276,8 @@ pub(super) async fn read_upload(
                 file.flush()
                     .await
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
-                upload.bits = Some(tmp);
+                // The CLI may send an empty `bits` part when every file matched.
+                upload.bits = (size > 0).then_some(tmp);
             }
             _ => {}
         }
