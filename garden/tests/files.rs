@@ -304,6 +304,12 @@ fn existing_files_are_replaced_never_followed() {
         "written through a symlink"
     );
     assert_eq!(exec(&b, "cat /tmp/rp/f; ls /tmp/rp/d"), "newnew\nold\n");
+    // A destination that is a file is refused.
+    let err = stream_in(&root, "/tmp/rp/f", &root_user(), &id, &first[..]).expect_err("file");
+    assert!(
+        matches!(err, FilesError::NotADirectory { .. }) && err.is_bad_input(),
+        "{err}"
+    );
     // A file over a directory that is not empty is refused.
     let third = archive(&[raw(EntryType::Regular, "d", None, b"x")]);
     let err = stream_in(&root, "/tmp/rp", &root_user(), &id, &third[..]).expect_err("dir");
