@@ -532,6 +532,14 @@ async fn everyday_resources_env_scale_tasks_routes_buildpacks() -> Result<()> {
         json!({"data": {"guid": droplet_guid}}),
     )
     .await?;
+    let current = api
+        .ok(&format!("/v3/apps/{app}/droplets?current=true"))
+        .await?;
+    ensure!(
+        current["resources"][0]["guid"] == droplet_guid.as_str()
+            && current["pagination"]["total_results"] == 1,
+        "{current}"
+    );
     let (s, task) = api
         .post(
             &format!("/v3/apps/{app}/tasks"),
@@ -657,7 +665,7 @@ async fn everyday_resources_env_scale_tasks_routes_buildpacks() -> Result<()> {
         )
         .await?;
     ensure!(
-        s == 200 && up["state"] == "READY" && up["filename"] == "application.zip",
+        s == 202 && up["state"] == "READY" && up["filename"] == "application.zip",
         "{up}"
     );
     ensure!(

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -197,7 +197,7 @@ async fn upload(
     p: Principal,
     Path(guid): Path<String>,
     mut multipart: Multipart,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     p.require_admin()?;
     let s2 = s.clone();
     let g = guid.clone();
@@ -220,10 +220,22 @@ async fn upload(
         };
         packaging::validate_zip(bits.path(), limits)?;
         let blob = s2.blobs.put_file(BlobKind::Buildpack, bits.path())?;
-        s2.db
-            .write_blocking(|tx| buildpacks::set_bits(tx, &guid, &filename, &blob))?;
-        load(&s2, &guid)
+        let job = s2.db.write_blocking(|tx| {
+            buildpacks::set_bits(tx, &guid, &filename, &blob)?;
+            let job = jobs::create(tx, "buildpack.upload", None)?;
+            jobs::finish(tx, &job.guid, &[])?;
+            Ok(job)
+        })?;
+        Ok((load(&s2, &guid)?, job))
     })
     .await?;
-    Ok(Json(buildpack_json(&s.base_url, &bp)))
+    // Cloud Controller answers 202 with a job; older CLIs read the body.
+    let (bp, job) = bp;
+    let location = format!("{}/v3/jobs/{}", s.base_url, job.guid);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, location)],
+        Json(buildpack_json(&s.base_url, &bp)),
+    )
+        .into_response())
 }

@@ -162,12 +162,30 @@ async fn builds_list(
         None => "/v3/builds".into(),
     };
     let page = params.page(&[])?;
+    let params_current = params
+        .get("current")
+        .is_some_and(|v| v.first().is_some_and(|v| v == "true"));
+    let app_scope: Vec<String> = match &app {
+        Some(g) => vec![g.clone()],
+        None => params
+            .get("app_guids")
+            .map(<[String]>::to_vec)
+            .unwrap_or_default(),
+    };
     let s2 = s.clone();
     let listing = blocking(move || {
         if let Some(g) = &app {
             load_app(&s2, &p, g)?;
         }
-        let extra = and_extra(vec![p.app_filter("app_guid")]);
+        let mut current = super::list::Extra::default();
+        if params_current {
+            // Only the current droplet of the app(s) asked about.
+            current.push_in(
+                "guid IN (SELECT droplet_guid FROM apps WHERE guid IN ({}))",
+                &app_scope,
+            );
+        }
+        let extra = and_extra(vec![current.build(), p.app_filter("app_guid")]);
         Ok(s2
             .db
             .read_blocking(|c| builds::list_builds(c, &filters, extra_ref(&extra), &page))?)
