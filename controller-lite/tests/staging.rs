@@ -177,6 +177,55 @@ async fn completion_moves_builds_to_staged_or_failed_once() -> Result<()> {
     .await
     .is_err());
 
+    // The buildpack cache a build uploads is handed to the next staging task.
+    let b_cache = build(&api, &pkg).await?;
+    let cache = c.dir.path().join("cache.tgz");
+    std::fs::write(&cache, b"cache-bytes")?;
+    let (s, g) = (staging.clone(), b_cache.clone());
+    let stored = tokio::task::spawn_blocking(move || s.store_buildpack_cache(&g, &cache)).await??;
+    complete(
+        &staging,
+        &b_cache,
+        TaskOutcome::Failed {
+            reason: "done with it".into(),
+        },
+    )
+    .await?;
+    let next = build(&api, &pkg).await?;
+    let scheduler = c.controller().state.scheduler.clone();
+    let pending = tokio::task::spawn_blocking(move || scheduler.pending_tasks()).await??;
+    let task = pending
+        .iter()
+        .find(|t| t.task_guid == next)
+        .context("next task")?;
+    let controller_lite::scheduler::TaskAction::BuildpackStaging {
+        buildpack_cache, ..
+    } = &task.action
+    else {
+        anyhow::bail!("not a buildpack staging task: {:?}", task.action)
+    };
+    ensure!(
+        buildpack_cache.as_ref().map(|l| &l.sha256) == Some(&stored.sha256),
+        "{buildpack_cache:?}"
+    );
+    let key = common::internal_key(&c.dir.path().join("data"));
+    let url = &buildpack_cache.as_ref().context("cache")?.url;
+    let got = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    ensure!(got.as_ref() == b"cache-bytes");
+    let denied = reqwest::Client::new()
+        .get(url)
+        .bearer_auth("wrong")
+        .send()
+        .await?;
+    ensure!(denied.status() == 401, "internal API needs its key");
+    complete(&staging, &next, TaskOutcome::Failed { reason: "x".into() }).await?;
+
     // A failure.
     let b3 = build(&api, &pkg).await?;
     complete(
