@@ -107,6 +107,8 @@ pub fn create_dir(
 ) -> Result<(), ResolveError> {
     match rfs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
         Ok(()) => {
+            // The mode given to mkdir is cut by the umask: set it as meant.
+            rfs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
             rfs::chownat(
                 parent,
                 name,

@@ -68,6 +68,9 @@ impl Layers {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.tmp.join(format!("{what}.{}.{n}", std::process::id()));
         std::fs::create_dir(&path).map_err(io_err("creating", &path))?;
+        // Becomes layers/<key>: an overlay mounted in a user namespace must
+        // be able to walk through it, whatever the daemon's umask.
+        set_mode(&path, 0o755)?;
         Ok(path)
     }
 
