@@ -619,6 +619,27 @@ async fn everyday_resources_env_scale_tasks_routes_buildpacks() -> Result<()> {
         "{route}"
     );
     let rguid = route["guid"].as_str().context("route")?;
+    // `cf map-route` looks a route up with an empty path filter.
+    let found = api
+        .ok(&format!(
+            "/v3/routes?domain_guids={domain}&hosts=every&paths="
+        ))
+        .await?;
+    ensure!(found["resources"][0]["guid"] == rguid, "{found}");
+    let web_guid = api.ok(&format!("/v3/apps/{app}/processes/web")).await?["guid"]
+        .as_str()
+        .context("web")?
+        .to_owned();
+    ensure!(
+        api.ok(&format!("/v3/processes/{web_guid}/sidecars"))
+            .await?["resources"]
+            == json!([])
+    );
+    ensure!(
+        api.ok(&format!("/v3/apps/{app}/revisions/deployed"))
+            .await?["resources"]
+            == json!([])
+    );
     let (s, dests) = api
         .post(
             &format!("/v3/routes/{rguid}/destinations"),

@@ -1,5 +1,6 @@
-//! Small read-only endpoints the cf CLI calls around a push: app features,
-//! `ssh_enabled` and the manifest diff (we report no diff; the manifest is
+//! Small read-only endpoints the cf CLI calls around a push and `cf app`:
+//! app features, `ssh_enabled`, deployed revisions and sidecars (none), and
+//! the manifest diff (we report no diff; the manifest is
 //! validated the same way `apply_manifest` does).
 
 use axum::body::Bytes;
@@ -18,6 +19,8 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/v3/apps/{guid}/features/{name}", get(feature))
         .route("/v3/apps/{guid}/ssh_enabled", get(ssh_enabled))
         .route("/v3/spaces/{guid}/manifest_diff", post(manifest_diff))
+        .route("/v3/apps/{guid}/revisions/deployed", get(no_revisions))
+        .route("/v3/processes/{guid}/sidecars", get(no_sidecars))
 }
 
 fn feature_json(name: &str) -> Value {
@@ -87,4 +90,48 @@ async fn manifest_diff(
     })
     .await?;
     Ok(Json(json!({"diff": []})))
+}
+
+fn empty_list(base: &str, path: &str) -> Value {
+    json!({
+        "pagination": {"total_results": 0, "total_pages": 1, "first": href(base, path), "last": href(base, path), "next": null, "previous": null},
+        "resources": [],
+    })
+}
+
+/// Revisions are not kept: `cf app` shows none.
+async fn no_revisions(
+    State(s): State<Shared>,
+    p: Principal,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s2 = s.clone();
+    let g = guid.clone();
+    blocking(move || load_app(&s2, &p, &g)).await?;
+    Ok(Json(empty_list(
+        &s.base_url,
+        &format!("/v3/apps/{guid}/revisions/deployed"),
+    )))
+}
+
+/// Sidecars are not supported: every process has none.
+async fn no_sidecars(
+    State(s): State<Shared>,
+    p: Principal,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s2 = s.clone();
+    let g = guid.clone();
+    blocking(move || {
+        let process = s2
+            .db
+            .read_blocking(|c| crate::db::apps::get_process(c, &g))?
+            .ok_or(ApiError::NotFound("Process"))?;
+        load_app(&s2, &p, &process.app_guid).map(|_| ())
+    })
+    .await?;
+    Ok(Json(empty_list(
+        &s.base_url,
+        &format!("/v3/processes/{guid}/sidecars"),
+    )))
 }

@@ -43,11 +43,16 @@ impl ListParams {
                     p.order_by = Some((col, desc));
                 }
                 key if allowed.contains(&key) => {
-                    let values = v
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
+                    // `paths=` asks for the empty path: an empty value is one
+                    // empty string, not "no filter".
+                    let values = if v.is_empty() {
+                        vec![String::new()]
+                    } else {
+                        v.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    };
                     p.filters.insert(key.to_owned(), values);
                 }
                 key if ignored(key) => {}
