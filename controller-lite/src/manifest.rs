@@ -139,6 +139,9 @@ pub struct ManifestApp {
     /// Remove routes / create none.
     #[serde(rename = "no-route", default)]
     pub no_route: bool,
+    /// A default route with a random host suffix.
+    #[serde(rename = "random-route", default)]
+    pub random_route: bool,
     /// `web` process settings given at the top level.
     #[serde(flatten)]
     pub web: ProcessSettings,
@@ -368,11 +371,18 @@ fn apply_routes(
     let wanted: Vec<String> = match &m.routes {
         Some(rs) => rs.iter().map(|r| r.route.clone()).collect(),
         None if routes::app_urls(tx, &app.guid)?.is_empty() => {
-            vec![format!(
-                "{}.{}",
-                app.name.to_ascii_lowercase(),
-                defaults.apps_domain
-            )]
+            // Host names allow letters, digits and dashes only.
+            let mut host: String = app
+                .name
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            host = host.trim_matches('-').to_owned();
+            if m.random_route {
+                host = format!("{host}-{}", &crate::db::new_guid()[..8]);
+            }
+            vec![format!("{host}.{}", defaults.apps_domain)]
         }
         None => Vec::new(),
     };

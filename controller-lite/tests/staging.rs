@@ -420,3 +420,63 @@ async fn two_concurrent_pushes_of_one_app() -> Result<()> {
     c.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_set_processes_env_and_routes() -> Result<()> {
+    let c = InProcess::start("").await?;
+    let api = Api::login(&c.base, "admin", "admin-pw").await?;
+    let space = api.space_guid().await?;
+    let manifest = "applications:\n- name: My_App\n  random-route: true\n  memory: 64M\n  health-check-type: http\n  health-check-http-endpoint: /health\n  env:\n    DEBUG: true\n    N: 3\n  processes:\n  - type: worker\n    instances: 2\n    command: ./work\n";
+    let (s, loc, body) = api.apply_manifest(&space, manifest).await?;
+    ensure!(s == 202, "{body}");
+    ensure!(api.wait_job(&loc.context("location")?).await?["state"] == "COMPLETE");
+    let app = api
+        .ok(&format!("/v3/apps?names=My_App&space_guids={space}"))
+        .await?["resources"][0]["guid"]
+        .as_str()
+        .context("app")?
+        .to_owned();
+    let web = api.ok(&format!("/v3/apps/{app}/processes/web")).await?;
+    ensure!(
+        web["memory_in_mb"] == 64
+            && web["health_check"]["type"] == "http"
+            && web["health_check"]["data"]["endpoint"] == "/health",
+        "{web}"
+    );
+    let worker = api.ok(&format!("/v3/apps/{app}/processes/worker")).await?;
+    ensure!(
+        worker["instances"] == 2 && worker["command"] == "./work",
+        "{worker}"
+    );
+    let env = api
+        .ok(&format!("/v3/apps/{app}/environment_variables"))
+        .await?;
+    ensure!(env["var"] == json!({"DEBUG": "true", "N": "3"}), "{env}");
+    let routes = api.ok(&format!("/v3/routes?app_guids={app}")).await?;
+    let host = routes["resources"][0]["host"].as_str().context("host")?;
+    ensure!(
+        host.starts_with("my-app-") && host.len() == "my-app-".len() + 8,
+        "{host}"
+    );
+    // A failing app in a manifest fails the job with the reason.
+    let (s, loc, _) = api
+        .apply_manifest(&space, "applications:\n- name: other\n  stack: nope\n")
+        .await?;
+    ensure!(s == 202);
+    let job = api.wait_job(&loc.context("location")?).await?;
+    ensure!(
+        job["state"] == "FAILED"
+            && job["errors"][0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("nope")),
+        "{job}"
+    );
+    ensure!(
+        api.ok(&format!("/v3/apps?names=other&space_guids={space}"))
+            .await?["pagination"]["total_results"]
+            == 0,
+        "rolled back"
+    );
+    c.stop().await;
+    Ok(())
+}
