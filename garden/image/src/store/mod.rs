@@ -11,6 +11,7 @@
 //! A layer's key is its blob digest (`sha256-<hex>`), with `-s<uid>-<gid>`
 //! appended for a copy shifted for unprivileged containers.
 
+mod cache;
 mod gc;
 mod layers;
 mod pull;
@@ -163,6 +164,7 @@ struct Inner {
     layers: layers::Layers,
     refs: refs::Refs,
     registry: RegistryClient,
+    registry_cache: cache::RegistryCache,
     metrics: Metrics,
     /// Digests and sizes of local sources, by what identifies their version.
     local: Mutex<HashMap<String, pull::LocalInfo>>,
@@ -190,6 +192,7 @@ impl Store {
                 layers,
                 refs,
                 registry,
+                registry_cache: cache::RegistryCache::default(),
                 metrics: Metrics::default(),
                 local: Mutex::new(HashMap::new()),
                 _lock: lock,

@@ -186,15 +186,29 @@ impl Store {
         creds: Option<&Credentials>,
         mapping: IdMapping,
     ) -> Result<Image, ImageError> {
-        let session = self.inner.registry.session(r, creds).await?;
+        let cache = &self.inner.registry_cache;
+        let session = cache.session(&self.inner.registry, r, creds).await?;
+        let pulled = self.pull_with(&session, r, mapping).await;
+        if pulled.is_err() {
+            cache.drop_session(r, creds);
+        }
+        pulled
+    }
+
+    async fn pull_with(
+        &self,
+        session: &Session,
+        r: &RegistryRef,
+        mapping: IdMapping,
+    ) -> Result<Image, ImageError> {
         let what = r.to_string();
-        let mut fetched = session.manifest(&r.reference).await?;
-        let m = match manifest::parse(&fetched.bytes, fetched.media_type.as_deref(), &what)? {
+        let (bytes, media_type) = self.manifest(session, &r.reference).await?;
+        let m = match manifest::parse(&bytes, media_type.as_deref(), &what)? {
             Document::Image(m) => m,
             Document::Index(i) => {
                 let d = manifest::select_platform(&i, &what)?;
-                fetched = session.manifest(&Reference::Digest(d)).await?;
-                match manifest::parse(&fetched.bytes, fetched.media_type.as_deref(), &what)? {
+                let (bytes, media_type) = self.manifest(session, &Reference::Digest(d)).await?;
+                match manifest::parse(&bytes, media_type.as_deref(), &what)? {
                     Document::Image(m) => m,
                     Document::Index(_) => {
                         return Err(manifest::ManifestError::NoPlatform {
@@ -207,14 +221,36 @@ impl Store {
             }
         };
         let plan = manifest::plan(&m, &what)?;
-        let config_bytes = session.blob_bytes(&plan.config).await?;
+        let cache = &self.inner.registry_cache;
+        let config_bytes = match cache.document(&plan.config) {
+            Some(b) => b,
+            None => cache.remember(plan.config.clone(), session.blob_bytes(&plan.config).await?),
+        };
         let (config, refs) = manifest::parse_config(&config_bytes, &plan, &what)?;
         let layers = try_join_all(
             refs.iter()
-                .map(|l| self.registry_layer(&session, l, mapping)),
+                .map(|l| self.registry_layer(session, l, mapping)),
         )
         .await?;
         Ok(image(plan.config.to_string(), config, layers))
+    }
+
+    /// A manifest by tag (always asked: tags move) or by digest (from the
+    /// cache when seen before).
+    async fn manifest(
+        &self,
+        session: &Session,
+        reference: &Reference,
+    ) -> Result<(std::sync::Arc<Vec<u8>>, Option<String>), ImageError> {
+        let cache = &self.inner.registry_cache;
+        if let Reference::Digest(d) = reference {
+            if let Some(bytes) = cache.document(d) {
+                return Ok((bytes, None));
+            }
+        }
+        let fetched = session.manifest(reference).await?;
+        let bytes = cache.remember(fetched.digest, fetched.bytes);
+        Ok((bytes, fetched.media_type))
     }
 
     async fn registry_layer(
