@@ -71,46 +71,62 @@ async fn whiteouts_and_opaque_dirs_stack_in_a_real_overlay() {
     assert_eq!(names(&ov.target.join("opaque")), ["new"]);
     drop(ov);
 
-    // An unprivileged overlay (inside a user namespace, `userxattr`) sees
-    // the opaque directory through user.overlay.opaque.
+    // As an unprivileged container sees it: root of a user namespace that
+    // is host uid 4294967294, the overlay mounted there with `userxattr`.
     let shifted = t
         .store
         .pull(&uri, None, &MAXIMUS)
         .await
         .expect("pull shifted");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (u, w, m) = (
-        dir.path().join("u"),
-        dir.path().join("w"),
-        dir.path().join("m"),
+    let out = in_maximus_userns(
+        t.dir.path(),
+        &shifted.layers,
+        "stat -c '%u %g %a' $M/etc/kept; cat $M/etc/kept; echo; ls $M/opaque; ls $M/etc; \
+         echo new > $M/etc/written && stat -c '%u %g' $M/etc/written",
     );
-    for d in [&u, &w, &m] {
+    assert_eq!(out, "0 0 644\nk\nnew\nkept\n0 0\n");
+}
+
+/// Runs `script` as root of a new user namespace mapped to host uid/gid
+/// 4294967294 (Garden's maximus), with `$M` an overlay of `layers` mounted
+/// in that namespace, as the runtime does for unprivileged containers.
+fn in_maximus_userns(scratch: &Path, layers: &[std::path::PathBuf], script: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    // The namespace's root must be able to reach the layers and its dirs.
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = scratch.join("userns");
+    let (u, w, m) = (dir.join("u"), dir.join("w"), dir.join("m"));
+    for d in [&dir, &u, &w, &m] {
         std::fs::create_dir(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(4294967294), Some(4294967294)).expect("chown");
     }
-    let lower: Vec<String> = shifted
-        .layers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let script = format!(
-        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={},userxattr {} && ls {}/opaque && ls {}",
+    let lower: Vec<String> = layers.iter().map(|p| p.display().to_string()).collect();
+    let full = format!(
+        "set -e; M={m}; mount -t overlay overlay -o lowerdir={},upperdir={},workdir={},userxattr $M; {script}",
         lower.join(":"),
         u.display(),
         w.display(),
-        m.display(),
-        m.display(),
-        m.display()
+        m = m.display(),
     );
-    let out = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+    let out = Command::new("setpriv")
+        .args(["--reuid=4294967294", "--regid=4294967294", "--clear-groups"])
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            &full,
+        ])
         .output()
-        .expect("unshare");
+        .expect("setpriv");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "new\netc\nopaque\n");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Every file under `dir`, recursively.
