@@ -192,6 +192,17 @@ async fn pulls_by_tag_digest_and_index_from_an_open_registry() {
     let md = std::fs::metadata(image_s.layers[0].join("arch")).expect("stat");
     assert_eq!(md.uid(), 4294967294);
 
+    drop(s.dir);
+}
+
+#[tokio::test]
+async fn registry_errors_are_clear() {
+    require_root();
+    let s = seed().await;
+    let registry = Registry::start(&s.storage, Mode::Open);
+    let host = registry.host.clone();
+    let t = common::store_with(|c| c.insecure_registries = vec![host.clone()]);
+    let none = IdMapping::Identity;
     let err = t
         .store
         .pull(&format!("docker://{host}/{REPO}:nope"), None, &none)
