@@ -8,21 +8,22 @@
 //! Build states: `STAGING → STAGED | FAILED`, nothing else (checked in SQL:
 //! only a STAGING build changes).
 
-use std::collections::BTreeMap;
+mod completion;
+
+use completion::complete_build;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use crate::blobstore::{BlobError, BlobKind, Blobstore};
-use crate::db::builds::{self, Build, Droplet};
+use crate::db::builds::{self, Build};
 use crate::db::{apps, buildpacks, packages, scheduler as rows, tasks, Db, DbError, StoredBlob};
 use crate::logcache::LogCache;
 use crate::scheduler::{
     BlobLocation, BuildpackSpec, Scheduler, SchedulerError, TaskAction, TaskDefinition,
     STAGING_DOMAIN,
 };
-use crate::states::{PackageState, TaskState};
+use crate::states::{BuildState, PackageState, TaskState};
 
 /// Log source type of staging output.
 pub const STAGING_LOG_SOURCE: &str = "STG";
@@ -119,37 +120,6 @@ pub struct StagingSettings {
     pub disk_mb: i64,
     /// Base URL for blob download and upload links.
     pub base_url: String,
-}
-
-/// `result.json` of a staging task (REFERENCE §3, §4).
-#[derive(Debug, Deserialize)]
-struct StagingResult {
-    #[serde(default)]
-    lifecycle_metadata: LifecycleMetadata,
-    #[serde(default)]
-    process_types: BTreeMap<String, String>,
-    #[serde(default)]
-    execution_metadata: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct LifecycleMetadata {
-    #[serde(default)]
-    detected_buildpack: String,
-    #[serde(default)]
-    buildpacks: Vec<ResultBuildpack>,
-    #[serde(default)]
-    docker_image: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResultBuildpack {
-    #[serde(default)]
-    key: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    version: String,
 }
 
 /// Staging orchestration.
@@ -253,6 +223,55 @@ impl Staging {
     /// Creates a STAGING build for a READY package and submits its staging
     /// task. Blocking (database and scheduler calls).
     pub fn create_build(&self, package_guid: &str, by: &Requester) -> Result<Build, StagingError> {
+        let (package, app) = self.stageable(package_guid)?;
+        let docker = package.kind == "docker";
+        let stack = (!docker).then(|| app.stack.clone().unwrap_or_else(|| "cflinuxfs4".into()));
+        let now = crate::db::now();
+        let build = Build {
+            guid: crate::db::new_guid(),
+            app_guid: app.guid.clone(),
+            package_guid: package.guid.clone(),
+            state: BuildState::Staging.as_str().into(),
+            error: None,
+            lifecycle_type: if docker { "docker" } else { "buildpack" }.into(),
+            buildpacks: if docker {
+                Vec::new()
+            } else {
+                app.buildpacks.clone()
+            },
+            stack,
+            droplet_guid: None,
+            staging_memory_in_mb: self.settings.memory_mb,
+            staging_disk_in_mb: self.settings.disk_mb,
+            created_by_guid: by.guid.clone(),
+            created_by_name: by.name.clone(),
+            staging_deadline: self.clock.now() + self.settings.timeout_secs,
+            created_at: now,
+            updated_at: now,
+        };
+        let task = self.staging_task(&build, &package, &app)?;
+        let b = build.clone();
+        self.db
+            .write_blocking(move |tx| builds::create_build(tx, &b))?;
+        if let Err(e) = self.scheduler.submit_task(&task) {
+            let msg = format!("StagingError - could not submit the staging task: {e}");
+            self.db
+                .write_blocking(|tx| builds::mark_failed(tx, &build.guid, &msg))?;
+            return Err(e.into());
+        }
+        self.log(
+            &app.guid,
+            &format!("Staging app {} (build {})...", app.name, build.guid),
+        );
+        tracing::info!(build_guid = %build.guid, app_guid = %app.guid, "staging started");
+        Ok(build)
+    }
+
+    /// A READY package and its app.
+    fn stageable(
+        &self,
+        package_guid: &str,
+    ) -> Result<(packages::Package, apps::App), StagingError> {
         let package = self
             .db
             .read_blocking(|c| packages::get(c, package_guid))?
@@ -271,31 +290,17 @@ impl Staging {
             .db
             .read_blocking(|c| apps::get_app(c, &package.app_guid))?
             .ok_or_else(|| StagingError::Invalid("the package's app no longer exists".into()))?;
-        let docker = package.kind == "docker";
-        let stack = (!docker).then(|| app.stack.clone().unwrap_or_else(|| "cflinuxfs4".into()));
-        let now = self.clock.now();
-        let build = Build {
-            guid: crate::db::new_guid(),
-            app_guid: app.guid.clone(),
-            package_guid: package.guid.clone(),
-            state: "STAGING".into(),
-            error: None,
-            lifecycle_type: if docker { "docker" } else { "buildpack" }.into(),
-            buildpacks: if docker {
-                Vec::new()
-            } else {
-                app.buildpacks.clone()
-            },
-            stack: stack.clone(),
-            droplet_guid: None,
-            staging_memory_in_mb: self.settings.memory_mb,
-            staging_disk_in_mb: self.settings.disk_mb,
-            created_by_guid: by.guid.clone(),
-            created_by_name: by.name.clone(),
-            staging_deadline: now + self.settings.timeout_secs,
-            created_at: crate::db::now(),
-            updated_at: crate::db::now(),
-        };
+        Ok((package, app))
+    }
+
+    /// The staging task of a build.
+    fn staging_task(
+        &self,
+        build: &Build,
+        package: &packages::Package,
+        app: &apps::App,
+    ) -> Result<TaskDefinition, StagingError> {
+        let docker = build.lifecycle_type == "docker";
         let action = if docker {
             TaskAction::DockerStaging {
                 image: package.docker_image.clone().unwrap_or_default(),
@@ -305,37 +310,37 @@ impl Staging {
                 .blob
                 .as_ref()
                 .ok_or_else(|| StagingError::Invalid("package has no bits".into()))?;
-            let stack_name = stack.clone().unwrap_or_default();
+            let stack = build.stack.clone().unwrap_or_default();
             let cache = self
                 .db
-                .read_blocking(|c| builds::buildpack_cache(c, &app.guid, &stack_name))?;
+                .read_blocking(|c| builds::buildpack_cache(c, &app.guid, &stack))?;
+            let upload = |what: &str| {
+                format!(
+                    "{}/internal/v1/staging/{}/{what}",
+                    self.settings.base_url, build.guid
+                )
+            };
             TaskAction::BuildpackStaging {
                 package: self.location(BlobKind::Package, blob),
-                buildpacks: self.buildpack_specs(&app, &stack_name)?,
+                buildpacks: self.buildpack_specs(app, &stack)?,
                 buildpack_cache: cache.map(|c| self.location(BlobKind::BuildpackCache, &c)),
-                droplet_upload_url: format!(
-                    "{}/internal/v1/staging/{}/droplet",
-                    self.settings.base_url, build.guid
-                ),
-                buildpack_cache_upload_url: format!(
-                    "{}/internal/v1/staging/{}/buildpack_cache",
-                    self.settings.base_url, build.guid
-                ),
+                droplet_upload_url: upload("droplet"),
+                buildpack_cache_upload_url: upload("buildpack_cache"),
             }
         };
         let mut env = app.environment.clone();
-        if let Some(s) = &stack {
+        if let Some(s) = &build.stack {
             env.insert("CF_STACK".into(), s.clone());
         }
         env.insert(
             "MEMORY_LIMIT".into(),
             format!("{}m", self.settings.memory_mb),
         );
-        let task = TaskDefinition {
+        Ok(TaskDefinition {
             task_guid: build.guid.clone(),
             domain: STAGING_DOMAIN.into(),
             app_guid: app.guid.clone(),
-            stack,
+            stack: build.stack.clone(),
             memory_mb: self.settings.memory_mb,
             disk_mb: self.settings.disk_mb,
             env,
@@ -344,22 +349,7 @@ impl Staging {
             result_file: (!docker).then(|| "/tmp/result.json".into()),
             action,
             deadline: build.staging_deadline,
-        };
-        let b = build.clone();
-        self.db
-            .write_blocking(move |tx| builds::create_build(tx, &b))?;
-        if let Err(e) = self.scheduler.submit_task(&task) {
-            let msg = format!("StagingError - could not submit the staging task: {e}");
-            self.db
-                .write_blocking(|tx| builds::mark_failed(tx, &build.guid, &msg))?;
-            return Err(e.into());
-        }
-        self.log(
-            &app.guid,
-            &format!("Staging app {} (build {})...", app.name, build.guid),
-        );
-        tracing::info!(build_guid = %build.guid, app_guid = %app.guid, "staging started");
-        Ok(build)
+        })
     }
 
     /// Stores a droplet a cell uploaded for a STAGING build.
@@ -491,84 +481,4 @@ impl Staging {
         }
         Ok(failed)
     }
-}
-
-/// Moves a build to STAGED or FAILED inside the completion transaction.
-fn complete_build(
-    tx: &rusqlite::Transaction<'_>,
-    build: &Build,
-    outcome: &TaskOutcome,
-) -> Result<Completion, DbError> {
-    let fail = |tx: &rusqlite::Transaction<'_>, error: String| -> Result<Completion, DbError> {
-        builds::mark_failed(tx, &build.guid, &error)?;
-        Ok(Completion::BuildFailed { error })
-    };
-    let result = match outcome {
-        TaskOutcome::Failed { reason } => {
-            return fail(tx, format!("StagingError - Staging error: {reason}"))
-        }
-        TaskOutcome::Succeeded { result } => result,
-    };
-    let parsed: StagingResult = match serde_json::from_str(result) {
-        Ok(r) => r,
-        Err(e) => return fail(tx, format!("StagingError - invalid staging result: {e}")),
-    };
-    let upload = builds::take_staging_upload(tx, &build.guid)?;
-    let docker = build.lifecycle_type == "docker";
-    if !docker && upload.is_none() {
-        return fail(
-            tx,
-            "StagingError - staging finished without uploading a droplet".into(),
-        );
-    }
-    let docker_image = if docker {
-        let package = packages::get(tx, &build.package_guid)?;
-        parsed
-            .lifecycle_metadata
-            .docker_image
-            .clone()
-            .or(package.and_then(|p| p.docker_image))
-    } else {
-        None
-    };
-    let buildpacks: Vec<serde_json::Value> = parsed
-        .lifecycle_metadata
-        .buildpacks
-        .iter()
-        .map(|b| {
-            serde_json::json!({
-                "name": if b.key.is_empty() { &b.name } else { &b.key },
-                "buildpack_name": b.name,
-                "detect_output": parsed.lifecycle_metadata.detected_buildpack,
-                "version": b.version,
-            })
-        })
-        .collect();
-    let now = crate::db::now();
-    let droplet = Droplet {
-        guid: crate::db::new_guid(),
-        app_guid: build.app_guid.clone(),
-        build_guid: Some(build.guid.clone()),
-        package_guid: Some(build.package_guid.clone()),
-        state: "STAGED".into(),
-        lifecycle_type: build.lifecycle_type.clone(),
-        process_types: parsed.process_types,
-        execution_metadata: parsed.execution_metadata,
-        buildpacks: serde_json::Value::Array(buildpacks),
-        stack: build.stack.clone(),
-        docker_image,
-        blob: upload,
-        created_at: now,
-        updated_at: now,
-    };
-    builds::create_droplet(tx, &droplet)?;
-    if !builds::mark_staged(tx, &build.guid, &droplet.guid)? {
-        return Err(DbError::Conflict(format!(
-            "build {} changed state during completion",
-            build.guid
-        )));
-    }
-    Ok(Completion::BuildStaged {
-        droplet_guid: droplet.guid,
-    })
 }
