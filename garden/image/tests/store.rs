@@ -139,6 +139,8 @@ async fn gc_keeps_referenced_layers_and_removes_the_least_recently_used() {
     store.release("container-1").expect("release twice is fine");
     assert_eq!(store.gc().expect("gc").removed, a.layer_keys);
     assert_eq!(store.usage().expect("usage").bytes, 0);
+    let err = store.acquire(&a, "container-2").expect_err("collected");
+    assert!(matches!(err, ImageError::LayerMissing { .. }), "{err}");
     // A collected image comes back on the next pull.
     let again = pull_tar(&store, dir.path(), "a", 100).await;
     assert!(again.layers[0].join("a.bin").is_file());

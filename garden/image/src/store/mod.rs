@@ -71,6 +71,8 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("image {image}: layer {layer} is no longer in the store (collected since the pull?)")]
+    LayerMissing { image: String, layer: String },
     #[error("an image task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
 }
@@ -206,8 +208,16 @@ impl Store {
 
     /// Records that `owner` (a container handle) uses `image`'s layers,
     /// replacing what it held before. Persisted before returning.
+    /// Fails with [`ImageError::LayerMissing`] when a layer was collected
+    /// since the pull (pull again).
     pub fn acquire(&self, image: &Image, owner: &str) -> Result<(), ImageError> {
         for key in &image.layer_keys {
+            if self.inner.layers.read_meta(key).is_none() {
+                return Err(ImageError::LayerMissing {
+                    image: image.id.clone(),
+                    layer: key.clone(),
+                });
+            }
             self.inner.layers.touch(key);
         }
         let held = refs::Held {
