@@ -20,9 +20,13 @@ timeout_s=${GARDEN_VM_TIMEOUT:-900}
 boot_limit=${GARDEN_VM_BOOT_LIMIT:-15}
 filter=${1:-}
 rootfs=${GARDEN_TEST_ROOTFS:-$root/rootfs/out/busybox}
-# The integration test binaries that run inside, by crate.
+# The integration test binaries that run inside: crate:binary[:extra args].
+# garden-disk's xfs tests are ignored on the host (no XFS quotas there).
 suites=(garden:lifecycle garden:limits garden:isolation garden:security garden:bad_bundles
-        garden-cgroups:host garden-cgroups:unified_core)
+        garden-cgroups:host garden-cgroups:unified_core garden-disk:xfs_backend:--ignored)
+# Kernel modules, in load order: overlayfs (containers), loop and XFS with
+# its checksum (garden-disk's XFS store image).
+modules=(overlay loop crc32c_generic libcrc32c xfs)
 
 say() { echo "vm: $*" >&2; }
 # No ELF interpreter: runs in the VM without any shared library.
@@ -30,7 +34,7 @@ is_static() { ! readelf -l "$1" 2>/dev/null | grep -q "Requesting program interp
 die() { say "$*"; exit 1; }
 
 [[ -x $rootfs/bin/busybox ]] || die "test rootfs missing at $rootfs: run rootfs/build.sh busybox"
-for tool in qemu-system-x86_64 cpio jq readelf strip; do
+for tool in qemu-system-x86_64 cpio jq readelf strip ldd mkfs.xfs; do
   command -v "$tool" >/dev/null || die "$tool missing: run scripts/deps.sh"
 done
 mkdir -p "$cache"
@@ -46,7 +50,11 @@ if [[ -z $kpkg ]]; then
 fi
 [[ -n $kpkg ]] || die "cannot resolve linux-image-amd64 from the apt lists"
 kdir=$cache/$kpkg
-if [[ ! -f $kdir/vmlinuz ]]; then
+have_kernel() {
+  [[ -f $kdir/vmlinuz ]] || return 1
+  for m in "${modules[@]}"; do [[ -f $kdir/modules/$m.ko ]] || return 1; done
+}
+if ! have_kernel; then
   say "fetching $kpkg"
   tmp=$(mktemp -d "$cache/.kernel.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
@@ -56,10 +64,11 @@ if [[ ! -f $kdir/vmlinuz ]]; then
   dpkg-deb -x "$tmp"/*.deb "$tmp/x"
   mkdir -p "$tmp/out/modules"
   cp "$tmp"/x/boot/vmlinuz-* "$tmp/out/vmlinuz"
-  # overlayfs is a module in Debian's kernel; containers and the read-only
-  # runtime binary need it.
-  find "$tmp/x/lib/modules" -name overlay.ko -exec cp {} "$tmp/out/modules/" \;
-  [[ -f $tmp/out/modules/overlay.ko ]] || die "$kpkg has no overlay.ko"
+  # Modules Debian builds that the tests need (see $modules).
+  for m in "${modules[@]}"; do
+    find "$tmp/x/lib/modules" -name "$m.ko" -exec cp {} "$tmp/out/modules/" \;
+    [[ -f $tmp/out/modules/$m.ko ]] || die "$kpkg has no $m.ko"
+  done
   rm -rf "$kdir" && mv "$tmp/out" "$kdir"
   rm -rf "$tmp"
   trap - EXIT
@@ -67,7 +76,7 @@ fi
 
 # --- the test binaries (static, so nothing else is needed inside)
 say "building the test binaries"
-artifacts=$(cargo test --release --no-run --message-format=json -p garden -p garden-cgroups 2>/dev/null \
+artifacts=$(cargo test --release --no-run --message-format=json -p garden -p garden-cgroups -p garden-disk 2>/dev/null \
   | jq -c 'select(.reason == "compiler-artifact" and .executable != null)
            | {name: .target.name, kind: .target.kind[0], test: .profile.test, exe: .executable}')
 exe_of() { # name kind test
@@ -82,7 +91,20 @@ cp /bin/busybox "$stage/bin/busybox"
 is_static "$stage/bin/busybox" || die "/bin/busybox is not static (install busybox-static)"
 cp "$root/tests/vm/init" "$stage/init"
 chmod 755 "$stage/init"
-cp "$kdir"/modules/*.ko "$stage/vm/modules/"
+# Numbered: /init loads them in glob order.
+i=10
+for m in "${modules[@]}"; do
+  cp "$kdir/modules/$m.ko" "$stage/vm/modules/$i-$m.ko"
+  i=$((i + 1))
+done
+# mkfs.xfs (garden-disk formats its XFS store image) and the shared
+# libraries it needs, at their host paths.
+mkfs_xfs=$(command -v mkfs.xfs)
+cp "$mkfs_xfs" "$stage/sbin/mkfs.xfs"
+for lib in $(ldd "$mkfs_xfs" | grep -o '/[^ ]*'); do
+  mkdir -p "$stage$(dirname "$lib")"
+  cp -L "$lib" "$stage$lib"
+done
 cp -a "$rootfs" "$stage/vm/rootfs"
 printf '%s\n' "$filter" >"$stage/vm/filter"
 # The tests find the runtime at the absolute path cargo compiled into them.
@@ -94,12 +116,12 @@ for bin in garden-runc garden-probe; do
 done
 : >"$stage/vm/tests"
 for s in "${suites[@]}"; do
-  name=${s#*:}
+  IFS=: read -r _ name args <<<"$s"
   exe=$(exe_of "$name" test true)
   [[ -n $exe ]] || die "no test binary $name"
   is_static "$exe" || die "$exe is not static (.cargo/config.toml)"
   strip --strip-debug -o "$stage/vm/bin/$name" "$exe"
-  echo "$name /vm/bin/$name" >>"$stage/vm/tests"
+  echo "$name /vm/bin/$name $args" >>"$stage/vm/tests"
 done
 
 # --- the initramfs, cached by content

@@ -97,6 +97,7 @@ impl Disk {
     /// Prepares the backend (mounts the store image if configured, turns
     /// quotas on), locks the store, remounts recorded volumes that a
     /// reboot unmounted and destroys orphans that a crash left. Idempotent.
+    /// A volume that cannot be recovered is logged and stays listed.
     pub fn open(config: DiskConfig) -> Result<Disk, DiskError> {
         let root = &config.root;
         let image = config.store_image.as_ref();
@@ -125,15 +126,21 @@ impl Disk {
 
     fn restore(&self) -> Result<(), DiskError> {
         let mut records = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        // A volume that cannot be recovered stays listed (its usage fails,
+        // destroy cleans it up): the daemon decides what to do with it.
         for record in self.store.records()? {
             let dir = self.store.volume_dir(&record.handle);
-            self.backend.recover(&record.handle, &dir, &record.state)?;
+            if let Err(e) = self.backend.recover(&record.handle, &dir, &record.state) {
+                tracing::error!(handle = record.handle, error = %e, "cannot recover disk volume");
+            }
             records.insert(record.handle.clone(), record);
         }
         for handle in self.store.orphans()? {
             tracing::warn!(handle, "destroying an orphan disk volume");
             let dir = self.store.volume_dir(&handle);
-            self.backend.destroy(&handle, &dir, None)?;
+            if let Err(e) = self.backend.destroy(&handle, &dir, None) {
+                tracing::error!(handle, error = %e, "cannot destroy orphan disk volume");
+            }
         }
         tracing::info!(
             backend = self.config.kind.name(),
