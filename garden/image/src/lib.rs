@@ -20,6 +20,6 @@ mod store;
 
 pub use extract::{ExtractError, LayerStats};
 pub use manifest::ImageConfig;
-pub use mapping::IdMapping;
+pub use mapping::{DevicePolicy, IdMapping};
 pub use registry::Credentials;
 pub use store::{GcReport, Image, ImageError, Store, StoreConfig, StoreMetrics};

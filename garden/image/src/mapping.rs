@@ -18,6 +18,16 @@ pub enum MappingError {
     Empty { path: &'static str },
 }
 
+/// What unpacking does with a device node (not a whiteout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DevicePolicy {
+    Create,
+    /// Fail, naming the entry.
+    Refuse,
+    /// Leave it out, with a warning.
+    Skip,
+}
+
 /// The ownership layers get on the host.
 ///
 /// Garden's maximus mapping gives container uid 0 the host's highest id
@@ -59,10 +69,15 @@ impl IdMapping {
         }
     }
 
-    /// Whether device nodes may be created: only for privileged containers.
-    /// (Whiteouts, character devices 0/0, are always allowed.)
-    pub fn allows_devices(&self) -> bool {
-        matches!(self, IdMapping::Identity)
+    /// What becomes of device nodes in layers for this mapping: created for
+    /// privileged containers; for unprivileged ones refused, or skipped when
+    /// `skip_unprivileged` (whiteouts, character devices 0/0, always stay).
+    pub fn devices(&self, skip_unprivileged: bool) -> DevicePolicy {
+        match self {
+            IdMapping::Identity => DevicePolicy::Create,
+            IdMapping::Shifted { .. } if skip_unprivileged => DevicePolicy::Skip,
+            IdMapping::Shifted { .. } => DevicePolicy::Refuse,
+        }
     }
 
     /// A suffix naming the mapping in layer directory names.
@@ -110,7 +125,9 @@ mod tests {
         assert_eq!(m.uid(1000), 1000);
         assert_eq!(IdMapping::Identity.uid(0), 0);
         assert_eq!(m.key_suffix(), "-s4294967294-4294967293");
-        assert!(!m.allows_devices());
+        assert_eq!(m.devices(false), DevicePolicy::Refuse);
+        assert_eq!(m.devices(true), DevicePolicy::Skip);
+        assert_eq!(IdMapping::Identity.devices(true), DevicePolicy::Create);
     }
 
     #[test]

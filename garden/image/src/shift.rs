@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 
 use crate::extract::LayerStats;
-use crate::mapping::IdMapping;
+use crate::mapping::{DevicePolicy, IdMapping};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShiftError {
@@ -28,6 +28,7 @@ pub enum ShiftError {
 
 struct Copier {
     mapping: IdMapping,
+    devices: DevicePolicy,
     /// Source (dev, inode) of files with several links → their copy.
     links: HashMap<(u64, u64), PathBuf>,
     stats: LayerStats,
@@ -36,9 +37,15 @@ struct Copier {
 /// Copies the tree `src` into the empty directory `dest` with ownership
 /// mapped, keeping modes, xattrs, hard links and times. Symlinks are copied,
 /// never followed.
-pub fn shifted_copy(src: &Path, dest: &Path, mapping: IdMapping) -> Result<LayerStats, ShiftError> {
+pub fn shifted_copy(
+    src: &Path,
+    dest: &Path,
+    mapping: IdMapping,
+    devices: DevicePolicy,
+) -> Result<LayerStats, ShiftError> {
     let mut c = Copier {
         mapping,
+        devices,
         links: HashMap::new(),
         stats: LayerStats::default(),
     };
@@ -95,7 +102,10 @@ impl Copier {
             let target = fs::read_link(from).map_err(io("reading", from))?;
             std::os::unix::fs::symlink(&target, to).map_err(io("creating", to))?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-            self.make_node(to, md)?;
+            if !self.make_node(to, md)? {
+                self.stats.inodes -= 1;
+                return Ok(false);
+            }
         } else {
             tracing::debug!(path = %from.display(), "skipping a socket");
             self.stats.inodes -= 1;
@@ -104,13 +114,23 @@ impl Copier {
         Ok(true)
     }
 
-    fn make_node(&self, to: &Path, md: &fs::Metadata) -> Result<(), ShiftError> {
+    /// Creates a device node or FIFO; false when the policy skips it.
+    fn make_node(&self, to: &Path, md: &fs::Metadata) -> Result<bool, ShiftError> {
         let ft = md.file_type();
         let whiteout = ft.is_char_device() && md.rdev() == 0;
-        if !ft.is_fifo() && !whiteout && !self.mapping.allows_devices() {
-            return Err(ShiftError::DeviceRefused {
-                path: to.to_path_buf(),
-            });
+        if !ft.is_fifo() && !whiteout {
+            match self.devices {
+                DevicePolicy::Create => {}
+                DevicePolicy::Refuse => {
+                    return Err(ShiftError::DeviceRefused {
+                        path: to.to_path_buf(),
+                    })
+                }
+                DevicePolicy::Skip => {
+                    tracing::warn!(path = %to.display(), "skipping a device node for unprivileged containers");
+                    return Ok(false);
+                }
+            }
         }
         let kind = FileType::from_raw_mode(md.mode());
         let mode = Mode::from_raw_mode(md.mode() & 0o7777);
@@ -118,7 +138,8 @@ impl Copier {
             action: "creating",
             path: to.to_path_buf(),
             source: e.into(),
-        })
+        })?;
+        Ok(true)
     }
 
     /// Owner, mode, xattrs and times of a copy.
@@ -193,7 +214,7 @@ mod tests {
             root_host_uid: 4000000000,
             root_host_gid: 4000000001,
         };
-        let stats = shifted_copy(&src, &dest, m).expect("copy");
+        let stats = shifted_copy(&src, &dest, m, DevicePolicy::Refuse).expect("copy");
         assert_eq!(stats.inodes, 4);
         let md = fs::symlink_metadata(dest.join("etc/passwd")).expect("stat");
         assert_eq!(

@@ -254,6 +254,17 @@ async fn device_nodes_only_for_privileged_containers() {
     let md = std::fs::symlink_metadata(image.layers[0].join("dev/null")).expect("stat");
     assert!(md.file_type().is_char_device());
     assert_eq!(md.rdev(), rustix::fs::makedev(1, 3));
+
+    // A store told to skip them leaves device nodes out (whiteouts stay).
+    let skipping = common::store_with(|c| c.skip_unprivileged_devices = true);
+    let image = skipping
+        .store
+        .pull(uri, None, &MAXIMUS)
+        .await
+        .expect("skip devices");
+    assert!(!image.layers[0].join("dev/null").exists());
+    let wh = std::fs::symlink_metadata(image.layers[0].join("dev/wh")).expect("whiteout kept");
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
 }
 
 fn caps_v2() -> Vec<u8> {

@@ -14,7 +14,7 @@ use xattr::FileExt;
 
 use super::beneath::{self, ImplicitDir, ResolveError, Root};
 use super::{clean_path, ExtractError, LayerStats};
-use crate::mapping::IdMapping;
+use crate::mapping::{DevicePolicy, IdMapping};
 
 const OPAQUE_MARKER: &[u8] = b".wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -36,16 +36,18 @@ struct Meta {
 pub struct Unpacker {
     root: Root,
     mapping: IdMapping,
+    devices: DevicePolicy,
     stats: LayerStats,
     /// Directory times are set last: creating children changes them.
     dir_times: Vec<(Vec<OsString>, i64)>,
 }
 
 impl Unpacker {
-    pub fn new(root: Root, mapping: IdMapping) -> Unpacker {
+    pub fn new(root: Root, mapping: IdMapping, devices: DevicePolicy) -> Unpacker {
         Unpacker {
             root,
             mapping,
+            devices,
             stats: LayerStats::default(),
             dir_times: Vec::new(),
         }
@@ -94,7 +96,9 @@ impl Unpacker {
                 return self.hard_link(&parent, name, &target, &shown);
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let (file_type, major, minor) = self.device(&e, kind, &shown)?;
+                let Some((file_type, major, minor)) = self.device(&e, kind, &shown)? else {
+                    return Ok(());
+                };
                 beneath::make_node(&parent, name, file_type, meta.mode, major, minor)
                     .map_err(fail(&shown, "creating node"))?;
                 self.finish_path(&parent, name, &meta, Some(meta.mode), &shown)?;
@@ -296,22 +300,27 @@ impl Unpacker {
         e: &tar::Entry<'_, R>,
         kind: EntryType,
         shown: &str,
-    ) -> Result<(FileType, u32, u32), ExtractError> {
+    ) -> Result<Option<(FileType, u32, u32)>, ExtractError> {
         let h = e.header();
         let major = h.device_major().ok().flatten().unwrap_or(0);
         let minor = h.device_minor().ok().flatten().unwrap_or(0);
         let file_type = match kind {
-            EntryType::Fifo => return Ok((FileType::Fifo, 0, 0)),
+            EntryType::Fifo => return Ok(Some((FileType::Fifo, 0, 0))),
             EntryType::Char => FileType::CharacterDevice,
             _ => FileType::BlockDevice,
         };
         let whiteout = file_type == FileType::CharacterDevice && major == 0 && minor == 0;
-        if !whiteout && !self.mapping.allows_devices() {
-            return Err(ExtractError::DeviceRefused {
+        match self.devices {
+            _ if whiteout => Ok(Some((file_type, major, minor))),
+            DevicePolicy::Create => Ok(Some((file_type, major, minor))),
+            DevicePolicy::Refuse => Err(ExtractError::DeviceRefused {
                 path: shown.to_string(),
-            });
+            }),
+            DevicePolicy::Skip => {
+                tracing::warn!(entry = %shown, "skipping a device node in a layer for unprivileged containers");
+                Ok(None)
+            }
         }
-        Ok((file_type, major, minor))
     }
 
     /// Owner, mode and xattrs through an open file or directory.

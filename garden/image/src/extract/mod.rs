@@ -9,7 +9,7 @@
 //!   (`trusted.overlay.opaque`, and `user.overlay.opaque` for overlays
 //!   mounted inside a user namespace with `userxattr`).
 //! - Ownership goes through the [`IdMapping`]; modes, xattrs and mtimes are
-//!   kept. Device nodes are refused unless the mapping allows them.
+//!   kept. Device nodes follow the [`DevicePolicy`].
 
 mod beneath;
 mod decompress;
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algorithm, Digest, HashingReader};
-use crate::mapping::IdMapping;
+use crate::mapping::{DevicePolicy, IdMapping};
 
 pub use beneath::ImplicitDir;
 pub(crate) use entry::shift_file_caps;
@@ -76,12 +76,13 @@ pub fn unpack(
     blob: impl Read,
     dest: &Path,
     mapping: IdMapping,
+    devices: DevicePolicy,
     diff_id: Option<&Digest>,
 ) -> Result<LayerStats, ExtractError> {
     let algorithm = diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let tar_stream = decompress::open(blob).map_err(ExtractError::Archive)?;
     let mut hashed = HashingReader::new(tar_stream, algorithm);
-    let stats = unpack_tar(&mut hashed, dest, mapping)?;
+    let stats = unpack_tar(&mut hashed, dest, mapping, devices)?;
     let (actual, _) = hashed.finish().map_err(ExtractError::Archive)?;
     if let Some(expected) = diff_id {
         if *expected != actual {
@@ -98,6 +99,7 @@ fn unpack_tar(
     reader: impl Read,
     dest: &Path,
     mapping: IdMapping,
+    devices: DevicePolicy,
 ) -> Result<LayerStats, ExtractError> {
     let root = beneath::Root::open(dest).map_err(|source| ExtractError::Io {
         path: dest.display().to_string(),
@@ -118,7 +120,7 @@ fn unpack_tar(
             source,
         },
     )?;
-    let mut unpacker = entry::Unpacker::new(root, mapping);
+    let mut unpacker = entry::Unpacker::new(root, mapping, devices);
     let mut archive = tar::Archive::new(reader);
     for e in archive.entries().map_err(ExtractError::Archive)? {
         let e = e.map_err(ExtractError::Archive)?;

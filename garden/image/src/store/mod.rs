@@ -102,11 +102,14 @@ pub struct StoreConfig {
     /// Layers used more recently than this are never collected, which covers
     /// the time between a pull and the caller's `acquire`.
     pub gc_grace: Duration,
+    /// Device nodes in images for unprivileged containers are refused (the
+    /// default) or, when set, left out with a warning.
+    pub skip_unprivileged_devices: bool,
 }
 
 impl StoreConfig {
-    /// A store at `root` with no size cap, no insecure registries, and a
-    /// grace of one minute.
+    /// A store at `root` with no size cap, no insecure registries, a grace
+    /// of one minute, and device nodes refused for unprivileged containers.
     pub fn new(root: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             root: root.into(),
@@ -114,6 +117,7 @@ impl StoreConfig {
             insecure_registries: Vec::new(),
             ca_files: Vec::new(),
             gc_grace: Duration::from_secs(60),
+            skip_unprivileged_devices: false,
         }
     }
 }

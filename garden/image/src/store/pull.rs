@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::extract::{self, LayerStats};
 use crate::layout::Layout;
 use crate::manifest::{self, Document, ImageConfig, LayerRef};
-use crate::mapping::IdMapping;
+use crate::mapping::{DevicePolicy, IdMapping};
 use crate::reference::{self, Reference, RegistryRef, Source};
 use crate::registry::{Credentials, Session};
 
@@ -71,6 +71,7 @@ impl Store {
             mapping.key_suffix()
         );
         let src = path.to_path_buf();
+        let devices = self.devices(mapping);
         let (rootfs, stats) = self
             .inner
             .layers
@@ -81,12 +82,12 @@ impl Store {
                 &self.inner.metrics,
                 |dest| {
                     blocking(move || {
-                        crate::shift::shifted_copy(&src, &dest, mapping).map_err(|source| {
-                            ImageError::Shift {
+                        crate::shift::shifted_copy(&src, &dest, mapping, devices).map_err(
+                            |source| ImageError::Shift {
                                 path: src.clone(),
                                 source,
-                            }
-                        })
+                            },
+                        )
                     })
                 },
             )
@@ -119,6 +120,7 @@ impl Store {
         };
         let key = format!("{}{}", digest.file_name(), mapping.key_suffix());
         let src = path.to_path_buf();
+        let devices = self.devices(mapping);
         let (rootfs, stats) = self
             .inner
             .layers
@@ -130,7 +132,7 @@ impl Store {
                 |dest| {
                     blocking(move || {
                         let f = std::fs::File::open(&src).map_err(io_err("opening", &src))?;
-                        extract::unpack(f, &dest, mapping, None).map_err(|source| {
+                        extract::unpack(f, &dest, mapping, devices, None).map_err(|source| {
                             ImageError::Extract {
                                 layer: src.display().to_string(),
                                 source,
@@ -168,11 +170,12 @@ impl Store {
         let layers = try_join_all(refs.iter().map(|l| {
             let blob = Layout::new(path).blob_path(&l.digest);
             let (digest, diff_id, root) = (l.digest.clone(), l.diff_id.clone(), path.to_path_buf());
+            let devices = self.devices(mapping);
             self.layer(l, mapping, move |dest| {
                 blocking(move || {
                     Layout::new(&root).verify_blob(&digest)?;
                     let f = std::fs::File::open(&blob).map_err(io_err("opening", &blob))?;
-                    unpack_layer(f, &dest, mapping, &digest, &diff_id)
+                    unpack_layer(f, &dest, (mapping, devices), &digest, &diff_id)
                 })
             })
         }))
@@ -267,9 +270,10 @@ impl Store {
                 .bytes_downloaded
                 .fetch_add(n, Ordering::Relaxed);
             let (digest, diff_id) = (l.digest.clone(), l.diff_id.clone());
+            let devices = self.devices(mapping);
             blocking(move || {
                 let f = std::fs::File::open(&blob).map_err(io_err("opening", &blob))?;
-                let stats = unpack_layer(f, &dest, mapping, &digest, &diff_id);
+                let stats = unpack_layer(f, &dest, (mapping, devices), &digest, &diff_id);
                 std::fs::remove_file(&blob).map_err(io_err("removing", &blob))?;
                 stats
             })
@@ -304,6 +308,10 @@ impl Store {
         Ok((rootfs, key, stats))
     }
 
+    fn devices(&self, mapping: IdMapping) -> DevicePolicy {
+        mapping.devices(self.inner.config.skip_unprivileged_devices)
+    }
+
     fn local(&self, version: &str) -> Option<LocalInfo> {
         let local = self.inner.local.lock().unwrap_or_else(|p| p.into_inner());
         local.get(version).cloned()
@@ -318,13 +326,15 @@ impl Store {
 fn unpack_layer(
     f: std::fs::File,
     dest: &Path,
-    mapping: IdMapping,
+    (mapping, devices): (IdMapping, DevicePolicy),
     digest: &Digest,
     diff_id: &Digest,
 ) -> Result<LayerStats, ImageError> {
-    extract::unpack(f, dest, mapping, Some(diff_id)).map_err(|source| ImageError::Extract {
-        layer: digest.to_string(),
-        source,
+    extract::unpack(f, dest, mapping, devices, Some(diff_id)).map_err(|source| {
+        ImageError::Extract {
+            layer: digest.to_string(),
+            source,
+        }
     })
 }
 
