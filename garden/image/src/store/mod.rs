@@ -291,3 +291,19 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_shareable_across_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Store>();
+        fn sendable<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path())).expect("open");
+        let pull = store.pull("/nonexistent", None, &crate::IdMapping::Identity);
+        sendable(&pull);
+    }
+}
