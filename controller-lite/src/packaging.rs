@@ -225,6 +225,9 @@ impl<W: Write + Seek> Assembly<'_, W> {
     ) -> Result<(String, u64), PackageError> {
         let opts = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
+            // Fastest deflate level: packages are read once by staging, and
+            // app bits are often already compressed (jars, images).
+            .compression_level(Some(1))
             .unix_permissions(mode & 0o777)
             .large_file(true);
         self.out.start_file(path, opts)?;
@@ -293,7 +296,7 @@ impl<W: Write + Seek> Assembly<'_, W> {
         let (sha1, size) = self.add_file(path, mode, &mut tee)?;
         if is_matchable(size, mode) && !self.blobs.has_resource(&sha1) {
             copy.as_file_mut().flush()?;
-            self.blobs.put_resource(&sha1, copy.path())?;
+            self.blobs.put_resource_temp(&sha1, copy)?;
         }
         Ok(())
     }

@@ -332,7 +332,7 @@ async fn upload(
                 &upload.resources,
                 limits,
             )?;
-            let blob = s2.blobs.put_file(BlobKind::Package, zip.path())?;
+            let blob = s2.blobs.put_temp(BlobKind::Package, zip)?;
             s2.db
                 .write_blocking(|tx| packages::set_ready(tx, &g, &blob))?;
             tracing::info!(package_guid = %g, size = blob.size, "package ready");

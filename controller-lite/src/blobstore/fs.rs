@@ -77,6 +77,27 @@ impl FsBlobstore {
     }
 }
 
+impl FsBlobstore {
+    /// Fsyncs a temp file of this store and renames it to `dest` (kept if
+    /// `dest` already exists: same content address, same bytes).
+    fn persist(&self, tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), BlobError> {
+        if dest.exists() {
+            return Ok(());
+        }
+        let dir = dest.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        tmp.as_file().sync_all().map_err(io("fsync", tmp.path()))?;
+        tmp.persist(dest).map_err(|e| BlobError::Io {
+            op: "rename",
+            path: dest.to_owned(),
+            source: e.error,
+        })?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync", dir))
+    }
+}
+
 impl Blobstore for FsBlobstore {
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, BlobError> {
         let tmp = self.root.join("tmp");
@@ -89,6 +110,31 @@ impl Blobstore for FsBlobstore {
         let dest = self.blob_path(kind, &sha256)?;
         self.install(src, &dest)?;
         Ok(StoredBlob { sha256, sha1, size })
+    }
+
+    fn put_temp(
+        &self,
+        kind: BlobKind,
+        tmp: tempfile::NamedTempFile,
+    ) -> Result<StoredBlob, BlobError> {
+        let (size, sha1, sha256) = digest(File::open(tmp.path()).map_err(io("open", tmp.path()))?)
+            .map_err(io("read", tmp.path()))?;
+        let dest = self.blob_path(kind, &sha256)?;
+        self.persist(tmp, &dest)?;
+        Ok(StoredBlob { sha256, sha1, size })
+    }
+
+    fn put_resource_temp(&self, sha1: &str, tmp: tempfile::NamedTempFile) -> Result<(), BlobError> {
+        let dest = self.resource_path(sha1)?;
+        let (_, found, _) = digest(File::open(tmp.path()).map_err(io("open", tmp.path()))?)
+            .map_err(io("read", tmp.path()))?;
+        if found != sha1 {
+            return Err(BlobError::ResourceMismatch {
+                expected: sha1.to_owned(),
+                found,
+            });
+        }
+        self.persist(tmp, &dest)
     }
 
     fn fetch(&self, kind: BlobKind, blob: &StoredBlob) -> Result<File, BlobError> {
@@ -212,6 +258,28 @@ mod tests {
             .read_to_string(&mut out)
             .expect("read");
         assert_eq!(out, "hello droplet");
+    }
+
+    #[test]
+    fn temp_files_are_renamed_into_place() {
+        let (dir, store) = store();
+        let mut src = store.temp_file().expect("temp");
+        src.write_all(b"renamed").expect("write");
+        let blob = store.put_temp(BlobKind::Package, src).expect("put");
+        assert!(dir
+            .path()
+            .join("packages")
+            .join(&blob.sha256[..2])
+            .join(&blob.sha256)
+            .is_file());
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            0,
+            "nothing left in tmp"
+        );
+        let mut bad = store.temp_file().expect("temp");
+        bad.write_all(b"abc").expect("write");
+        assert!(store.put_resource_temp(&"1".repeat(40), bad).is_err());
     }
 
     #[test]

@@ -101,6 +101,17 @@ pub trait Blobstore: Send + Sync {
     /// its checksums. `src` is left in place.
     fn put_file(&self, kind: BlobKind, src: &Path) -> Result<StoredBlob, BlobError>;
 
+    /// Like [`Blobstore::put_file`] for a temp file from
+    /// [`Blobstore::temp_file`], which is consumed (a local store renames it
+    /// instead of copying).
+    fn put_temp(
+        &self,
+        kind: BlobKind,
+        tmp: tempfile::NamedTempFile,
+    ) -> Result<StoredBlob, BlobError> {
+        self.put_file(kind, tmp.path())
+    }
+
     /// A local, verified copy (size, SHA-1, SHA-256) positioned at the start.
     fn fetch(&self, kind: BlobKind, blob: &StoredBlob) -> Result<std::fs::File, BlobError>;
 
@@ -112,6 +123,11 @@ pub trait Blobstore: Send + Sync {
 
     /// Adds a file to the resource cache after checking its SHA-1.
     fn put_resource(&self, sha1: &str, src: &Path) -> Result<(), BlobError>;
+
+    /// Like [`Blobstore::put_resource`] for a temp file, which is consumed.
+    fn put_resource_temp(&self, sha1: &str, tmp: tempfile::NamedTempFile) -> Result<(), BlobError> {
+        self.put_resource(sha1, tmp.path())
+    }
 
     /// A resource cache file whose SHA-1 was re-checked, positioned at the start.
     fn fetch_resource(&self, sha1: &str) -> Result<std::fs::File, BlobError>;
