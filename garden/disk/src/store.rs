@@ -151,7 +151,9 @@ impl Store {
         self.root.join("records").join(handle)
     }
 
-    /// Writes `record` atomically (temp file, fsync, rename).
+    /// Writes `record` atomically (temp file, rename). Not fsynced: the
+    /// volumes do not outlive the host either, and a record lost with the
+    /// page cache leaves an orphan that the next `open` destroys.
     pub(crate) fn write_record(&self, record: &Record) -> Result<(), StoreError> {
         let tmp = self.root.join("tmp").join(&record.handle);
         let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Corrupt {
@@ -160,7 +162,6 @@ impl Store {
         })?;
         let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
         std::io::Write::write_all(&mut file, &bytes).map_err(io("write", &tmp))?;
-        file.sync_data().map_err(io("sync", &tmp))?;
         let path = self.record_path(&record.handle);
         std::fs::rename(&tmp, &path).map_err(io("rename to", &path))
     }

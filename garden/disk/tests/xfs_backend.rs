@@ -72,24 +72,34 @@ fn destroy_and_concurrency() -> Result<()> {
 fn restart_and_project_ids() -> Result<()> {
     let mut f = Fixture::with_config(BackendKind::Xfs, Some(STORE_SIZE), |c| {
         c.xfs_project_ids.first = 7000;
-        c.xfs_project_ids.count = 3;
+        c.xfs_project_ids.count = 4;
     })?;
     restart_finds_volumes(&mut f, 2 * MIB)?;
-    // Three ids: a fourth volume is refused, and ids are reused after destroy.
-    for i in 0..3 {
+    // Four ids: a fifth volume is refused, and ids are reused after destroy.
+    for i in 0..4 {
         f.disk()
             .create(&format!("v{i}"), &exclusive(MIB, 0), NO_IMAGE)?;
     }
     let err = f
         .disk()
-        .create("v3", &exclusive(MIB, 0), NO_IMAGE)
+        .create("v4", &exclusive(MIB, 0), NO_IMAGE)
         .err()
-        .context("a fourth project id")?;
+        .context("a fifth project id")?;
     ensure!(err.to_string().contains("project ids"), "{err}");
     f.reopen()?;
+    let volume = f.disk().volume("v1")?;
+    write_file(&volume.upper.join("f"), 512 * KIB)?;
     f.disk().destroy("v1")?;
-    f.disk().create("v3", &exclusive(MIB, 0), NO_IMAGE)?;
-    ensure!(f.disk().usage("v3")?.exclusive_bytes == 0);
+    let volume = f.disk().create("v4", &exclusive(MIB, 0), NO_IMAGE)?;
+    ensure!(
+        f.disk().usage("v4")?.exclusive_bytes == 0,
+        "{:?}",
+        f.disk().usage("v4")?
+    );
+    let err = write_file(&volume.upper.join("f"), MIB + 100 * KIB)
+        .err()
+        .context("the reused project id is not limited")?;
+    ensure!(is_limit_error(&err), "{err}");
     Ok(())
 }
 

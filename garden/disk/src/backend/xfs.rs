@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
@@ -104,6 +105,8 @@ pub(crate) struct XfsBackend {
     fs: File,
     ids: ProjectIds,
     taken: Mutex<BTreeSet<u32>>,
+    /// Where the next allocation starts looking.
+    cursor: AtomicU32,
 }
 
 impl XfsBackend {
@@ -134,17 +137,61 @@ impl XfsBackend {
             fs: open(root)?,
             ids,
             taken: Mutex::new(BTreeSet::new()),
+            cursor: AtomicU32::new(ids.first),
         })
     }
 
+    /// A free project id: the first after the last one handed out (so a
+    /// just-freed id is not reused at once), and one whose quota shows no
+    /// usage. XFS frees the inodes of deleted files in the background, so
+    /// the usage of a destroyed volume can linger; syncfs waits for it, and
+    /// an id still in use (by something outside the store) is skipped.
     fn allocate(&self) -> Result<u32, XfsError> {
+        loop {
+            let id = self.reserve()?;
+            if self.project_is_empty(id)? {
+                return Ok(id);
+            }
+            tracing::warn!(project = id, "project id in use outside the store, skipped");
+        }
+    }
+
+    fn reserve(&self) -> Result<u32, XfsError> {
         let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
         let end = self.ids.first.saturating_add(self.ids.count);
-        let id = (self.ids.first..end)
+        let cursor = self
+            .cursor
+            .load(Ordering::Relaxed)
+            .clamp(self.ids.first, end);
+        let id = (cursor..end)
+            .chain(self.ids.first..cursor)
             .find(|id| !taken.contains(id))
             .ok_or(XfsError::NoProjectId(self.ids.count))?;
         taken.insert(id);
+        self.cursor.store(id.saturating_add(1), Ordering::Relaxed);
         Ok(id)
+    }
+
+    fn project_is_empty(&self, id: u32) -> Result<bool, XfsError> {
+        let used = |fs: &File| match sys::project_quota(fs, id) {
+            Ok(q) => Ok(q.bcount != 0 || q.icount != 0),
+            // No dquot yet: never used.
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(XfsError::Sys {
+                op: "read project quota",
+                path: PathBuf::from(format!("project {id}")),
+                source: e,
+            }),
+        };
+        if !used(&self.fs)? {
+            return Ok(true);
+        }
+        nix::unistd::syncfs(&self.fs).map_err(|e| XfsError::Sys {
+            op: "syncfs",
+            path: PathBuf::from(format!("project {id}")),
+            source: e,
+        })?;
+        Ok(!used(&self.fs)?)
     }
 
     fn is_taken(&self, id: u32) -> bool {
