@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::auth::{self, AuthError, HashCost, TokenIssuer};
-use crate::blobstore::{BlobError, Blobstore, FsBlobstore};
+use crate::blobstore::{BlobError, BlobKind, Blobstore, FsBlobstore};
 use crate::config::Config;
 use crate::db::{jobs, orgs, packages, users, Db, DbError};
 use crate::logcache::LogCache;
@@ -181,6 +181,10 @@ fn build_state(
             "failed work interrupted by a restart"
         );
     }
+    let removed = collect_garbage(&db, blobs.as_ref())?;
+    if removed > 0 {
+        tracing::info!(removed, "removed blobs nothing refers to");
+    }
     let logs = Arc::new(LogCache::new(
         config.log_cache.max_envelopes_per_source,
         config.log_cache.max_sources,
@@ -221,6 +225,26 @@ fn build_state(
         hash_cost,
         metrics: Default::default(),
     })
+}
+
+/// Removes blobs no row refers to (left by deleted apps or by a crash
+/// between storing a blob and recording it). Runs before the server
+/// starts, so no upload can be between its two steps.
+fn collect_garbage(db: &Db, blobs: &dyn Blobstore) -> Result<usize, ServerError> {
+    let referenced: std::collections::HashSet<String> = db
+        .read_blocking(packages::referenced_blobs)?
+        .into_iter()
+        .collect();
+    let mut removed = 0;
+    for kind in BlobKind::ALL {
+        for key in blobs.keys(kind)? {
+            if !referenced.contains(&key) {
+                blobs.delete(kind, &key)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Users, the default org and space, stacks and the shared domain.

@@ -124,8 +124,31 @@ async fn kill9_during_an_upload_leaves_no_half_written_package() -> Result<()> {
         )
         .await?;
     ensure!(s == 200 && body["state"] == "READY", "{s} {body}");
+    ensure!(files_under(&blobs.join("packages")).len() == 1);
+    // Deleting the app leaves its package blob until the next start collects it.
+    let app = body["relationships"]["app"]["data"]["guid"]
+        .as_str()
+        .context("app")?
+        .to_owned();
+    let resp = api
+        .http
+        .delete(api.url(&format!("/v3/apps/{app}")))
+        .bearer_auth(&api.token)
+        .send()
+        .await?;
+    ensure!(resp.status() == 202);
     drop(ctl);
-    integrity_ok(&data)
+    integrity_ok(&data)?;
+    let _ctl = Subprocess::start(&data, "")?;
+    ensure!(
+        files_under(&blobs.join("packages")).is_empty(),
+        "unreferenced package blob collected at start"
+    );
+    ensure!(
+        !files_under(&blobs.join("resources")).is_empty(),
+        "the resource cache is kept"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,6 +183,24 @@ impl Blobstore for FsBlobstore {
         }
     }
 
+    fn keys(&self, kind: BlobKind) -> Result<Vec<String>, BlobError> {
+        let root = self.root.join(kind.as_str());
+        let mut keys = Vec::new();
+        let Ok(shards) = fs::read_dir(&root) else {
+            return Ok(keys);
+        };
+        for shard in shards {
+            let shard = shard.map_err(io("list", &root))?.path();
+            for entry in fs::read_dir(&shard).map_err(io("list", &shard))? {
+                let name = entry.map_err(io("list", &shard))?.file_name();
+                if let Some(name) = name.to_str().filter(|n| is_hex_digest(n, 64)) {
+                    keys.push(name.to_owned());
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     fn has_resource(&self, sha1: &str) -> bool {
         self.resource_path(sha1)
             .map(|p| p.is_file())
@@ -280,6 +298,23 @@ mod tests {
         let mut bad = store.temp_file().expect("temp");
         bad.write_all(b"abc").expect("write");
         assert!(store.put_resource_temp(&"1".repeat(40), bad).is_err());
+    }
+
+    #[test]
+    fn keys_lists_every_blob_of_a_kind() {
+        let (_dir, store) = store();
+        assert!(store.keys(BlobKind::Droplet).expect("empty").is_empty());
+        let mut a = store.temp_file().expect("temp");
+        a.write_all(b"a").expect("write");
+        let blob = store.put_temp(BlobKind::Droplet, a).expect("put");
+        assert_eq!(
+            store.keys(BlobKind::Droplet).expect("keys"),
+            vec![blob.sha256.clone()]
+        );
+        store
+            .delete(BlobKind::Droplet, &blob.sha256)
+            .expect("delete");
+        assert!(store.keys(BlobKind::Droplet).expect("keys").is_empty());
     }
 
     #[test]

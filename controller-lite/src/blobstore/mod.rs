@@ -80,6 +80,14 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [
+        Self::Package,
+        Self::Droplet,
+        Self::Buildpack,
+        Self::BuildpackCache,
+    ];
+
     /// Directory (or bucket prefix) name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -117,6 +125,9 @@ pub trait Blobstore: Send + Sync {
 
     /// Removes a blob (absent is fine).
     fn delete(&self, kind: BlobKind, sha256: &str) -> Result<(), BlobError>;
+
+    /// The SHA-256 keys of every blob of a kind.
+    fn keys(&self, kind: BlobKind) -> Result<Vec<String>, BlobError>;
 
     /// Whether the resource cache holds a file with this SHA-1.
     fn has_resource(&self, sha1: &str) -> bool;
