@@ -96,12 +96,10 @@ pub async fn track(State(s): State<Shared>, req: Request, next: Next) -> Respons
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    s.metrics.record(
-        &method,
-        &route,
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    let secs = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    s.metrics.record(&method, &route, status, secs);
+    tracing::debug!(method, route, status, ms = secs * 1000.0, "request");
     resp
 }
 
