@@ -24,7 +24,7 @@ fn sync(dir: &Path) {
 #[test]
 fn byte_limit() -> Result<()> {
     let f = fixture()?;
-    byte_limit_is_enforced(f.disk(), 16 * MIB)?;
+    byte_limit_is_enforced(f.disk(), MIB)?;
     byte_limit_is_enforced(f.disk(), 100 * MIB)
 }
 

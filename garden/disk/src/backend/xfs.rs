@@ -144,7 +144,8 @@ impl XfsBackend {
     /// A free project id: the first after the last one handed out (so a
     /// just-freed id is not reused at once), and one whose quota shows no
     /// usage. XFS frees the inodes of deleted files in the background, so
-    /// the usage of a destroyed volume can linger; syncfs waits for it, and
+    /// the usage of a destroyed volume can linger; XFS_IOC_FREE_EOFBLOCKS
+    /// waits for that, and
     /// an id still in use (by something outside the store) is skipped.
     fn allocate(&self) -> Result<u32, XfsError> {
         loop {
@@ -186,8 +187,8 @@ impl XfsBackend {
         if !used(&self.fs)? {
             return Ok(true);
         }
-        nix::unistd::syncfs(&self.fs).map_err(|e| XfsError::Sys {
-            op: "syncfs",
+        sys::free_eofblocks(&self.fs, None).map_err(|e| XfsError::Sys {
+            op: "flush inode inactivation for",
             path: PathBuf::from(format!("project {id}")),
             source: e,
         })?;
@@ -284,6 +285,10 @@ impl Backend for XfsBackend {
         let BackendState::Xfs { project, baseline } = state else {
             return Err(XfsError::NotXfs(dir.to_path_buf()).into());
         };
+        // Current numbers: without speculative preallocation (which XFS
+        // charges until the file is closed) and with deleted files freed.
+        sys::free_eofblocks(&self.fs, Some(*project))
+            .map_err(sys_err("trim preallocation of", dir))?;
         let quota = sys::project_quota(&self.fs, *project)
             .map_err(sys_err("read project quota of", dir))?;
         Ok(baseline.above(quota.bcount * BASIC_BLOCK, quota.icount))

@@ -175,3 +175,45 @@ pub(crate) fn project_quota(fs: impl AsFd, id: u32) -> nix::Result<FsDiskQuota> 
     quotactl_fd(fs, Q_XGETQUOTA, id, (&raw mut quota).cast())?;
     Ok(quota)
 }
+
+/// Only the inodes of project `eof_prid`.
+const XFS_EOF_FLAGS_PRID: u32 = 1 << 3;
+
+/// `struct xfs_fs_eofblocks` of `<xfs/xfs_fs.h>`.
+#[repr(C)]
+struct XfsEofblocks {
+    version: u32,
+    flags: u32,
+    uid: u32,
+    gid: u32,
+    prid: u32,
+    pad32: u32,
+    min_file_size: u64,
+    pad64: [u64; 12],
+}
+const _: () = assert!(std::mem::size_of::<XfsEofblocks>() == 128);
+
+nix::ioctl_read!(xfs_free_eofblocks, b'X', 58, XfsEofblocks);
+
+/// XFS_IOC_FREE_EOFBLOCKS: trims speculative preallocation (of project
+/// `project`'s files, or all) and waits for the background inactivation
+/// of deleted files, so quota usage is current.
+pub(crate) fn free_eofblocks(fs: impl AsFd, project: Option<u32>) -> nix::Result<()> {
+    let mut args = XfsEofblocks {
+        version: 1,
+        flags: if project.is_some() {
+            XFS_EOF_FLAGS_PRID
+        } else {
+            0
+        },
+        uid: 0,
+        gid: 0,
+        prid: project.unwrap_or(0),
+        pad32: 0,
+        min_file_size: 0,
+        pad64: [0; 12],
+    };
+    // SAFETY: `args` is an initialised `struct xfs_fs_eofblocks` the kernel
+    // reads; it lives across the call.
+    unsafe { xfs_free_eofblocks(fs.as_fd().as_raw_fd(), &mut args) }.map(drop)
+}
