@@ -226,6 +226,23 @@ async fn completion_moves_builds_to_staged_or_failed_once() -> Result<()> {
     ensure!(denied.status() == 401, "internal API needs its key");
     complete(&staging, &next, TaskOutcome::Failed { reason: "x".into() }).await?;
 
+    // Deleting an app cancels its queued staging.
+    let (doomed_app, doomed_pkg) = push_bits(&api, &space, "doomed").await?;
+    let doomed = build(&api, &doomed_pkg).await?;
+    let resp = api
+        .http
+        .delete(api.url(&format!("/v3/apps/{doomed_app}")))
+        .bearer_auth(&api.token)
+        .send()
+        .await?;
+    ensure!(resp.status() == 202);
+    let scheduler = c.controller().state.scheduler.clone();
+    let pending = tokio::task::spawn_blocking(move || scheduler.pending_tasks()).await??;
+    ensure!(
+        pending.iter().all(|t| t.task_guid != doomed),
+        "cancelled with its app"
+    );
+
     // A failure.
     let b3 = build(&api, &pkg).await?;
     complete(

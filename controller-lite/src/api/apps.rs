@@ -339,6 +339,13 @@ async fn delete_app(
         let app = load_app(&s2, &p, &guid)?;
         let processes = s2.db.read_blocking(|c| apps::app_processes(c, &app.guid))?;
         lrps::remove_all(s2.scheduler.as_ref(), &processes)?;
+        // Work still queued or running for the app is cancelled.
+        for task in s2
+            .db
+            .read_blocking(|c| crate::db::scheduler::unfinished_tasks_of_app(c, &app.guid))?
+        {
+            s2.scheduler.cancel_task(&task)?;
+        }
         Ok(s2.db.write_blocking(|tx| {
             let job = jobs::create(tx, "app.delete", Some(&app.space_guid))?;
             apps::delete_app(tx, &app.guid)?;

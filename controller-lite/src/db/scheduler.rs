@@ -101,6 +101,18 @@ pub fn tasks_in_state(conn: &Connection, state: &str) -> Result<Vec<TaskRow>, Db
     Ok(out)
 }
 
+/// Guids of an app's staging builds and tasks that are not finished.
+pub fn unfinished_tasks_of_app(conn: &Connection, app_guid: &str) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT guid FROM builds WHERE app_guid = ?1 AND state = 'STAGING'
+         UNION SELECT guid FROM tasks WHERE app_guid = ?1 AND state IN ('PENDING', 'RUNNING', 'CANCELING')",
+    )?;
+    let rows = stmt
+        .query_map([app_guid], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
+}
+
 /// PENDING/RUNNING → COMPLETED with the outcome; false if already completed.
 pub fn complete_task(
     tx: &Transaction<'_>,
