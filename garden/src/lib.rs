@@ -5,5 +5,6 @@
 //! runc-compatible command line. `keeper` holds one container process for
 //! the daemon, so processes outlive it.
 
+pub mod daemon;
 pub mod keeper;
 pub mod runtime;

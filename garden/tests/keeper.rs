@@ -75,9 +75,10 @@ fn process(args: &[&str]) -> Value {
 }
 
 fn connect(dir: &Path) -> UnixStream {
-    let s = UnixStream::connect(dir.join("sock")).expect("connect to the keeper");
+    let mut s = UnixStream::connect(dir.join("sock")).expect("connect to the keeper");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
+    send(&mut s, Frame::Watch { output: true });
     s
 }
 

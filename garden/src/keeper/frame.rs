@@ -36,6 +36,10 @@ pub enum Frame {
     Signal(i32),
     /// client → keeper: the terminal's new size.
     WindowSize { rows: u16, cols: u16 },
+    /// client → keeper, first: whether this client takes output. One that
+    /// does not only waits for the status, and output goes on into the
+    /// backlog for the next client that does.
+    Watch { output: bool },
 }
 
 impl Frame {
@@ -49,6 +53,7 @@ impl Frame {
             Frame::StdinEof => 11,
             Frame::Signal(_) => 12,
             Frame::WindowSize { .. } => 13,
+            Frame::Watch { .. } => 14,
         }
     }
 
@@ -60,6 +65,7 @@ impl Frame {
             Frame::Exit(c) | Frame::Signal(c) => c.to_be_bytes().to_vec().into(),
             Frame::Dropped(n) => n.to_be_bytes().to_vec().into(),
             Frame::StdinEof => Vec::new().into(),
+            Frame::Watch { output } => vec![u8::from(*output)].into(),
             Frame::WindowSize { rows, cols } => {
                 let mut v = rows.to_be_bytes().to_vec();
                 v.extend_from_slice(&cols.to_be_bytes());
@@ -125,6 +131,15 @@ impl Frame {
                     cols: u16::from_be_bytes([p[2], p[3]]),
                 }
             }
+            14 => match p {
+                [b] => Frame::Watch { output: *b != 0 },
+                _ => {
+                    return Err(FrameError::Malformed {
+                        kind: "watch",
+                        len: p.len(),
+                    })
+                }
+            },
             other => return Err(FrameError::UnknownKind(other)),
         };
         Ok(Some((frame, HEADER + len)))
@@ -154,6 +169,7 @@ mod tests {
             Frame::StdinEof,
             Frame::Signal(15),
             Frame::WindowSize { rows: 24, cols: 80 },
+            Frame::Watch { output: false },
         ];
         let mut buf = Vec::new();
         for f in &frames {

@@ -5,7 +5,8 @@
 //! becomes a child subreaper, starts the process with `garden-runc exec -d`
 //! (which leaves the process as the keeper's child), and then serves a unix
 //! socket in that directory: output frames out, stdin/signal/window-size
-//! frames in ([`frame`]). While no client is attached the output goes to a
+//! frames in ([`frame`]); a client's first frame says whether it takes
+//! output. While no client is attached the output goes to a
 //! bounded [`backlog`], so the process never blocks on a full pipe or dies
 //! of SIGPIPE while the daemon restarts. When the process exits the keeper
 //! drains its output, writes the status to `exit` (atomically), hands the

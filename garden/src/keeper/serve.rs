@@ -30,6 +30,13 @@ struct Client {
     stream: UnixStream,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// Sent its first frame (`Frame::Watch`); nothing reaches a client
+    /// before.
+    hello: bool,
+    /// Takes output.
+    output: bool,
+    /// The status was queued to it.
+    got_exit: bool,
 }
 
 struct Source {
@@ -102,7 +109,10 @@ pub fn serve(mut k: Keeper) {
     };
     reap(&mut st);
     loop {
-        if st.finished && st.clients.iter().all(|c| c.outbuf.is_empty()) && !st.clients.is_empty() {
+        // Done once a client got the status and everything is sent.
+        let delivered =
+            st.clients.iter().any(|c| c.got_exit) && st.clients.iter().all(|c| c.outbuf.is_empty());
+        if st.finished && delivered {
             return;
         }
         if st.status.is_some() && !st.finished {
@@ -216,34 +226,53 @@ fn accept_clients(st: &mut State, k: &Keeper) {
         if stream.set_nonblocking(true).is_err() {
             continue;
         }
-        let mut c = Client {
+        st.clients.push(Client {
             stream,
             inbuf: Vec::new(),
             outbuf: Vec::new(),
-        };
-        if st.clients.is_empty() {
-            for f in st.backlog.drain() {
-                f.encode_into(&mut c.outbuf);
-            }
-        }
-        if st.finished {
-            if let Some(s) = st.status {
-                Frame::Exit(s).encode_into(&mut c.outbuf);
-            }
-        }
-        st.clients.push(c);
+            hello: false,
+            output: false,
+            got_exit: false,
+        });
     }
 }
 
+/// Output to the clients that take it (else to the backlog); the status
+/// to every client that said hello.
 fn broadcast(st: &mut State, frame: Frame) {
-    if st.clients.is_empty() {
+    let exit = matches!(frame, Frame::Exit(_));
+    if !exit && !st.clients.iter().any(|c| c.hello && c.output) {
         st.backlog.push(frame);
         return;
     }
     let mut bytes = Vec::new();
     frame.encode_into(&mut bytes);
-    for c in &mut st.clients {
+    for c in st
+        .clients
+        .iter_mut()
+        .filter(|c| c.hello && (c.output || exit))
+    {
         c.outbuf.extend_from_slice(&bytes);
+        c.got_exit |= exit;
+    }
+}
+
+/// A client's first frame: it gets the backlog if it takes output, then
+/// the status if the process already ended.
+fn hello(st: &mut State, i: usize, output: bool) {
+    let first_reader = !st.clients.iter().any(|c| c.hello && c.output);
+    let status = st.status.filter(|_| st.finished);
+    let c = &mut st.clients[i];
+    c.hello = true;
+    c.output = output;
+    if output && first_reader {
+        for f in st.backlog.drain() {
+            f.encode_into(&mut c.outbuf);
+        }
+    }
+    if let Some(s) = status {
+        Frame::Exit(s).encode_into(&mut c.outbuf);
+        c.got_exit = true;
     }
 }
 
@@ -279,6 +308,7 @@ fn read_sources(st: &mut State, ready: &[bool]) {
 fn serve_clients(st: &mut State, ready: &[bool]) {
     let mut gone = Vec::new();
     let mut frames = Vec::new();
+    let mut hellos = Vec::new();
     for (i, c) in st.clients.iter_mut().enumerate() {
         if !ready.get(i).copied().unwrap_or(false) {
             continue;
@@ -302,6 +332,10 @@ fn serve_clients(st: &mut State, ready: &[bool]) {
                 c.inbuf.extend_from_slice(&buf[..n]);
                 loop {
                     match Frame::decode(&c.inbuf) {
+                        Ok(Some((Frame::Watch { output }, used))) if !c.hello => {
+                            c.inbuf.drain(..used);
+                            hellos.push((i, output));
+                        }
                         Ok(Some((f, used))) => {
                             c.inbuf.drain(..used);
                             frames.push(f);
@@ -318,6 +352,9 @@ fn serve_clients(st: &mut State, ready: &[bool]) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => gone.push(i),
         }
+    }
+    for (i, output) in hellos {
+        hello(st, i, output);
     }
     gone.dedup();
     for i in gone.into_iter().rev() {
@@ -352,6 +389,8 @@ fn handle(st: &mut State, f: Frame) {
                 let _ = sys::set_window_size(std::os::fd::AsRawFd::as_raw_fd(t), rows, cols);
             }
         }
+        // Only a client's first frame may say what it watches.
+        Frame::Watch { .. } => {}
         // Output-side frames from a client are meaningless; ignore them.
         Frame::Stdout(_) | Frame::Stderr(_) | Frame::Exit(_) | Frame::Dropped(_) => {}
     }
@@ -392,7 +431,5 @@ fn finish(st: &mut State, dir: &std::path::Path) {
     }
     st.finished = true;
     st.sources.clear();
-    if !st.clients.is_empty() {
-        broadcast(st, Frame::Exit(status));
-    }
+    broadcast(st, Frame::Exit(status));
 }
