@@ -76,13 +76,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr (journald under systemd); `GARDEN_LOG` filters them
+/// (default `info`), `GARDEN_LOG_FORMAT=json` makes them JSON lines.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("GARDEN_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn run(cli: &Cli) -> Result<()> {
