@@ -121,6 +121,49 @@ fn login_target_push_and_everyday_commands() -> Result<()> {
     let out = ok(h, h, &["apps", "--json"])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;
     ensure!(v[0]["name"] == "hello", "{v}");
+    let out = ok(h, h, &["logs", "hello", "--recent"])?;
+    ensure!(
+        out.contains("[STG/0] OUT -----> Fake buildpack compiling"),
+        "{out}"
+    );
+    let out = ok(h, h, &["stop", "hello"])?;
+    ensure!(out.contains("is stopped"), "{out}");
+    let out = ok(h, h, &["start", "hello"])?;
+    ensure!(out.contains("is started"), "{out}");
+    let out = ok(
+        h,
+        h,
+        &[
+            "run-task",
+            "hello",
+            "echo migrate",
+            "--name-of-task",
+            "migrate",
+        ],
+    )?;
+    ensure!(out.contains("migrate"), "{out}");
+    let out = ok(h, h, &["tasks", "hello"])?;
+    ensure!(
+        out.contains("migrate") && out.contains("echo migrate"),
+        "{out}"
+    );
+    let out = ok(
+        h,
+        h,
+        &[
+            "map-route",
+            "hello",
+            "apps.cfl.internal",
+            "--hostname",
+            "extra",
+        ],
+    )?;
+    ensure!(out.contains("extra.apps.cfl.internal"), "{out}");
+    let out = ok(h, h, &["app", "hello"])?;
+    ensure!(out.contains("extra.apps.cfl.internal"), "{out}");
+    ok(h, h, &["delete", "hello", "-f"])?;
+    let o = cfl(h, h, &["app", "hello"])?;
+    ensure!(o.status.code() == Some(1), "deleted app is gone");
     drop(cell);
     Ok(())
 }
