@@ -4,16 +4,14 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../src/daemon/files/mod.rs"]
-mod files;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::{stderr, stdout, TestBundle};
-use files::{lookup_user, stream_in, stream_out, FilesError, IdMap, Rejection, User};
+use garden::daemon::files::{
+    lookup_user, stream_in, stream_out, FilesError, IdMap, Rejection, User,
+};
 use serde_json::json;
 use tar::{EntryType, Header};
 
@@ -29,7 +27,7 @@ fn running(b: TestBundle) -> (TestBundle, PathBuf) {
     let out = b.runtime(&["start", &b.id]);
     assert!(out.status.success(), "start: {}", stderr(&out));
     let pid = b.state()["pid"].as_i64().expect("pid") as i32;
-    (b, files::container_root(pid))
+    (b, garden::daemon::files::container_root(pid))
 }
 
 fn root_user() -> User {

@@ -66,7 +66,7 @@ pub struct ImagesConfig {
     pub store: PathBuf,
     /// Unused layers are collected above this size.
     pub max_size_bytes: u64,
-    /// Registries (host[:port]) allowed over plain HTTP or unverified TLS.
+    /// Registries (`host[:port]`) allowed over plain HTTP or unverified TLS.
     pub insecure_registries: Vec<String>,
     /// The image of containers created without one (a path or docker:// URI).
     pub default_rootfs: Option<String>,
