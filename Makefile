@@ -40,6 +40,7 @@ vm-test: rootfs
 
 bench: rootfs build
 	$(BIN)/garden-bench --rootfs $(GARDEN_TEST_ROOTFS)
+	$(BIN)/gardend-bench --rootfs $(GARDEN_TEST_ROOTFS)
 
 clean:
 	$(CARGO) clean
