@@ -120,6 +120,8 @@ fn read_json(url: &str, resp: Response) -> Result<Value, ClientError> {
 }
 
 fn http_client() -> Result<Http, ClientError> {
+    // TLS through rustls with ring (no C toolchain); idempotent.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Http::builder()
         .timeout(Duration::from_secs(600))
         .connect_timeout(Duration::from_secs(10))

@@ -16,7 +16,7 @@ fn error_code(body: &Value) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_required_and_tokens_are_checked() -> Result<()> {
     let c = InProcess::start("").await?;
-    let http = reqwest::Client::new();
+    let http = common::http();
     for open in ["/", "/v3/info", "/login"] {
         ensure!(
             http.get(format!("{}{open}", c.base)).send().await?.status() == 200,
@@ -347,7 +347,7 @@ async fn unsafe_zips_and_oversized_uploads_are_refused() -> Result<()> {
     // The server answers before reading the whole body and closes that
     // connection; a separate client keeps the pooled one out of the race.
     let once = Api {
-        http: reqwest::Client::new(),
+        http: common::http(),
         ..api.clone()
     };
     let (s, body) = once

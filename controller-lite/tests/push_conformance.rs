@@ -37,7 +37,7 @@ fn jwt_payload(token: &str) -> Result<Value> {
 
 /// `cf api` + `cf login` + `cf target`.
 async fn login_and_target(base: &str) -> Result<(Api, String)> {
-    let http = reqwest::Client::new();
+    let http = common::http();
     let root: Value = http.get(format!("{base}/")).send().await?.json().await?;
     for link in ["login", "uaa", "log_cache", "cloud_controller_v3"] {
         ensure!(
@@ -107,7 +107,7 @@ async fn play_staging_cell(base: &str, key: &str, build: &str, app: &str) -> Res
     let action = &task["action"];
     ensure!(action["type"] == "buildpack_staging", "{action}");
     let url = action["package"]["url"].as_str().context("package url")?;
-    let bytes = reqwest::Client::new()
+    let bytes = common::http()
         .get(url)
         .bearer_auth(key)
         .send()

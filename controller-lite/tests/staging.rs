@@ -210,7 +210,7 @@ async fn completion_moves_builds_to_staged_or_failed_once() -> Result<()> {
     );
     let key = common::internal_key(&c.dir.path().join("data"));
     let url = &buildpack_cache.as_ref().context("cache")?.url;
-    let got = reqwest::Client::new()
+    let got = common::http()
         .get(url)
         .bearer_auth(&key)
         .send()
@@ -218,11 +218,7 @@ async fn completion_moves_builds_to_staged_or_failed_once() -> Result<()> {
         .bytes()
         .await?;
     ensure!(got.as_ref() == b"cache-bytes");
-    let denied = reqwest::Client::new()
-        .get(url)
-        .bearer_auth("wrong")
-        .send()
-        .await?;
+    let denied = common::http().get(url).bearer_auth("wrong").send().await?;
     ensure!(denied.status() == 401, "internal API needs its key");
     complete(&staging, &next, TaskOutcome::Failed { reason: "x".into() }).await?;
 

@@ -150,6 +150,7 @@ impl Cell {
     pub fn start(base: &str, key: &str, fail: bool) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(CellLog::default()));
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;

@@ -145,7 +145,7 @@ pub struct Api {
 }
 
 pub async fn token(base: &str, user: &str, password: &str) -> Result<Value> {
-    let resp = reqwest::Client::new()
+    let resp = http()
         .post(format!("{base}/oauth/token"))
         .basic_auth("cf", Some(""))
         .form(&[
@@ -170,6 +170,7 @@ impl Api {
             .as_str()
             .context("access_token")?
             .to_owned();
+        install_tls();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
@@ -324,7 +325,7 @@ pub async fn internal(
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Value)> {
-    let mut req = reqwest::Client::new()
+    let mut req = http()
         .request(method, format!("{base}{path}"))
         .bearer_auth(key);
     if let Some(b) = body {
@@ -350,7 +351,7 @@ pub async fn upload_droplet(
         "bits",
         reqwest::multipart::Part::bytes(bytes).file_name("droplet.tgz"),
     );
-    let resp = reqwest::Client::new()
+    let resp = http()
         .post(format!("{base}/internal/v1/staging/{build}/droplet"))
         .bearer_auth(key)
         .multipart(form)
@@ -427,4 +428,16 @@ pub fn buildpack_result(command: &str) -> String {
         "execution_metadata": ""
     })
     .to_string()
+}
+
+/// In a workspace build reqwest has rustls without a provider (garden-image
+/// selects it): install ring before any client is built.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A plain HTTP client.
+pub fn http() -> reqwest::Client {
+    install_tls();
+    reqwest::Client::new()
 }
