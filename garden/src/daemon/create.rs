@@ -38,7 +38,7 @@ impl Drop for Reservation<'_> {
 impl Garden {
     pub async fn create_container(&self, mut spec: ContainerSpec) -> Result<String, DaemonError> {
         if spec.handle.is_empty() {
-            spec.handle = random_handle();
+            spec.handle = random_hex();
         }
         let handle = spec.handle.clone();
         crate::runtime::state::validate_id(&handle).map_err(|e| DaemonError::BadRequest {
@@ -272,8 +272,9 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(DaemonError::Task)
 }
 
-/// 16 hex digits from the kernel's random pool.
-fn random_handle() -> String {
+/// 16 hex digits from the kernel's random pool: generated handles and
+/// process ids.
+pub(super) fn random_hex() -> String {
     let mut bytes = [0u8; 8];
     let _ = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));

@@ -6,8 +6,10 @@
 //! <depot>/<handle>/bundle/          config.json and the rootfs mount point
 //! <depot>/<handle>/processes/<id>/  one keeper directory per process
 //! ```
-//! Records are replaced atomically (temp file, fsync, rename), so a crash
-//! leaves the old or the new record, never half of one.
+//! Records are replaced atomically (temp file, rename), so a daemon crash
+//! leaves the old or the new record, never half of one. They are not
+//! fsynced: after a host crash no container is left to restore (like the
+//! runtime's own state), so a sync would only slow create down.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -104,9 +106,7 @@ impl Depot {
             source,
         })?;
         let mut f = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(io("writing", &tmp))?;
+        f.write_all(&bytes).map_err(io("writing", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("renaming", &tmp))
     }
 

@@ -140,10 +140,7 @@ pub(super) fn kill_keepers(dir: &std::path::Path) {
     };
     for e in entries.flatten() {
         let pdir = e.path();
-        let Some(pid) = std::fs::read_to_string(pdir.join(crate::keeper::KEEPER_PID))
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        else {
+        let Some(pid) = crate::keeper::keeper_pid(&pdir) else {
             continue;
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

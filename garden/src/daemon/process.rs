@@ -16,7 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::keeper::frame::Frame;
-use crate::keeper::{self, KEEPER_PID, PROCESS, SOCKET};
+use crate::keeper::{self, PROCESS, SOCKET};
 
 use super::container::Container;
 use super::depot::Record;
@@ -68,7 +68,7 @@ impl Garden {
             });
         }
         let id = if spec.id.is_empty() {
-            random_id()
+            super::create::random_hex()
         } else {
             spec.id.clone()
         };
@@ -201,10 +201,7 @@ impl Garden {
 }
 
 fn keeper_alive(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(KEEPER_PID))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    keeper::keeper_pid(dir).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Connects to the keeper in `dir` and pumps frames to and from `io`.
@@ -479,13 +476,6 @@ fn rlimits(r: &garden_api::types::ResourceLimits) -> Value {
             .filter_map(|(name, v)| v.map(|v| json!({"type": name, "soft": v, "hard": v})))
             .collect(),
     )
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 8];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

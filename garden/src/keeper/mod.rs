@@ -74,6 +74,16 @@ pub fn run(args: &KeeperArgs) -> i32 {
     }
 }
 
+/// The pid of the keeper of a process directory, if it wrote one (it may
+/// have exited since).
+pub fn keeper_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(KEEPER_PID))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The exit status recorded in a process directory, if the keeper wrote one.
 pub fn recorded_exit(dir: &Path) -> Option<i32> {
     std::fs::read_to_string(dir.join(EXIT))

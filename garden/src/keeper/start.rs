@@ -189,7 +189,10 @@ fn exec(
     let status = cmd.status().map_err(io_err("starting", &args.runtime))?;
     drop(cmd);
     if !status.success() {
-        return Err(KeeperError::Runtime(runtime_error(&log)));
+        return Err(KeeperError::Runtime(
+            crate::daemon::runc::last_error(&log)
+                .unwrap_or_else(|| "garden-runc exec failed without a message".to_string()),
+        ));
     }
     let pid = std::fs::read_to_string(&pid_file).map_err(io_err("reading", &pid_file))?;
     let pid: i32 = pid
@@ -197,18 +200,6 @@ fn exec(
         .parse()
         .map_err(|_| KeeperError::Runtime(format!("{} holds no pid", pid_file.display())))?;
     Ok(Pid::from_raw(pid))
-}
-
-/// The last error garden-runc logged, as its message.
-fn runtime_error(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            v.get("msg")?.as_str().map(str::to_string)
-        })
-        .unwrap_or_else(|| "garden-runc exec failed without a message".to_string())
 }
 
 /// After the readiness line: stdout and stderr go to the keeper's log, so a

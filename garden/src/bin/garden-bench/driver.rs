@@ -43,6 +43,10 @@ pub struct Runtime {
 pub struct Cycle {
     /// create+start+wait+delete, without the time spent reading timings.
     pub elapsed: Duration,
+    /// Each step: create, start, wait (from `start` returning to the
+    /// init's exit), delete. Read by gardend-bench's runc peer.
+    #[allow(dead_code)]
+    pub steps: [Duration; 4],
     /// Our phase timings, when asked for.
     pub phases: Option<Phases>,
 }
@@ -61,7 +65,9 @@ impl Runtime {
     }
 
     /// Runs `/bin/true` from `bundle` once as container `id`; with
-    /// `read_phases`, also reads our runtime's timing records.
+    /// `read_phases`, also reads our runtime's timing records. Several
+    /// threads may run cycles at once (distinct ids); the caller reaps
+    /// strays ([`reap_strays`]) once no cycle is waiting.
     pub fn cycle(&self, bundle: &Path, id: &str, read_phases: bool) -> Result<Cycle> {
         let pid_file = self.scratch.join(format!("{id}.pid"));
         let t0 = Instant::now();
@@ -75,9 +81,11 @@ impl Runtime {
                 pid_file.as_os_str(),
             ],
         )?;
+        let created = Instant::now();
         let pid =
             read_pid(&pid_file).with_context(|| format!("{}: after `create {id}`", self.name))?;
         self.step(id, "start", &[])?;
+        let started = Instant::now();
         wait_success(pid)
             .with_context(|| format!("{}: waiting for container {id} (pid {pid})", self.name))?;
         let paused = Instant::now();
@@ -91,16 +99,19 @@ impl Runtime {
         };
         let resumed = Instant::now();
         self.step(id, "delete", &[])?;
-        let elapsed = (paused - t0) + resumed.elapsed();
-        reap_strays();
+        let deleted = resumed.elapsed();
         let _ = fs::remove_file(&pid_file);
-        Ok(Cycle { elapsed, phases })
+        Ok(Cycle {
+            elapsed: (paused - t0) + deleted,
+            steps: [created - t0, started - created, paused - started, deleted],
+            phases,
+        })
     }
 
     /// `<runtime> --root R <verb> <args> <id>`; stdio never a pipe, because
     /// the container inherits create's and would hold it open.
     fn step(&self, id: &str, verb: &str, args: &[&OsStr]) -> Result<()> {
-        let err_path = self.scratch.join("stderr");
+        let err_path = self.scratch.join(format!("{id}.{verb}.stderr"));
         let err =
             File::create(&err_path).with_context(|| format!("creating {}", err_path.display()))?;
         let status = Command::new(&self.path)
@@ -114,8 +125,9 @@ impl Runtime {
             .stderr(err)
             .status()
             .with_context(|| format!("{}: running {} {verb}", self.name, self.path.display()))?;
+        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        let _ = fs::remove_file(&err_path);
         if !status.success() {
-            let stderr = fs::read_to_string(&err_path).unwrap_or_default();
             let stderr = match stderr.trim() {
                 "" => "(empty)",
                 text => text,

@@ -146,6 +146,7 @@ impl Bench {
         };
         let ours = checked(self.ours.cycle(&self.bundle, &format!("{id}-g"), true))?;
         let runc = checked(self.runc.cycle(&self.bundle, &format!("{id}-r"), false))?;
+        driver::reap_strays();
         samples.ours.push(ms(ours.elapsed));
         samples.runc.push(ms(runc.elapsed));
         samples.phases.extend(ours.phases);

@@ -16,6 +16,12 @@
 #[path = "../garden-bench/bundle.rs"]
 mod bundle;
 mod daemon;
+// Shared with garden-bench: runc driven as a containerd shim drives it;
+// the phase timings are garden-bench's alone.
+#[allow(dead_code)]
+#[path = "../garden-bench/driver.rs"]
+mod driver;
+#[path = "../garden-bench/interrupt.rs"]
 mod interrupt;
 mod peer;
 mod phases;
