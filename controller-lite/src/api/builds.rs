@@ -10,16 +10,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::apps::load_app;
-use super::list::ListParams;
+use super::list::{app_scope, list_visible, ListParams};
 use super::packages::stream_file;
-use super::{
-    and_extra, blocking, extra_ref, href, metadata, parse_json, ts, ApiError, ApiResult, Principal,
-    Shared,
-};
+use super::{blocking, href, metadata, parse_json, ts, ApiError, ApiResult, Principal, Shared};
 use crate::blobstore::BlobKind;
 use crate::db::builds::{self, Build, Droplet};
 use crate::db::packages;
-use crate::db::query::Filter;
 use crate::staging::Requester;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -151,16 +147,7 @@ async fn builds_list(
         ("package_guids", "package_guid"),
         ("states", "state"),
     ]);
-    let path = match &app {
-        Some(g) => {
-            filters.push(Filter {
-                column: "app_guid",
-                values: vec![g.clone()],
-            });
-            format!("/v3/apps/{g}/builds")
-        }
-        None => "/v3/builds".into(),
-    };
+    let path = app_scope(&mut filters, app.as_deref(), "builds");
     let page = params.page(&[])?;
     let params_current = params
         .get("current")
@@ -172,23 +159,16 @@ async fn builds_list(
             .map(<[String]>::to_vec)
             .unwrap_or_default(),
     };
-    let s2 = s.clone();
-    let listing = blocking(move || {
-        if let Some(g) = &app {
-            load_app(&s2, &p, g)?;
-        }
-        let mut current = super::list::Extra::default();
-        if params_current {
-            // Only the current droplet of the app(s) asked about.
-            current.push_in(
-                "guid IN (SELECT droplet_guid FROM apps WHERE guid IN ({}))",
-                &app_scope,
-            );
-        }
-        let extra = and_extra(vec![current.build(), p.app_filter("app_guid")]);
-        Ok(s2
-            .db
-            .read_blocking(|c| builds::list_builds(c, &filters, extra_ref(&extra), &page))?)
+    let mut current = super::list::Extra::default();
+    if params_current {
+        // Only the current droplet of the app(s) asked about.
+        current.push_in(
+            "guid IN (SELECT droplet_guid FROM apps WHERE guid IN ({}))",
+            &app_scope,
+        );
+    }
+    let listing = list_visible(&s, p, app, current.build(), move |c, extra| {
+        builds::list_builds(c, &filters, extra, &page)
     })
     .await?;
     let items = listing
@@ -266,26 +246,10 @@ async fn droplets_list(
         ("app_guids", "app_guid"),
         ("states", "state"),
     ]);
-    let path = match &app {
-        Some(g) => {
-            filters.push(Filter {
-                column: "app_guid",
-                values: vec![g.clone()],
-            });
-            format!("/v3/apps/{g}/droplets")
-        }
-        None => "/v3/droplets".into(),
-    };
+    let path = app_scope(&mut filters, app.as_deref(), "droplets");
     let page = params.page(&[])?;
-    let s2 = s.clone();
-    let listing = blocking(move || {
-        if let Some(g) = &app {
-            load_app(&s2, &p, g)?;
-        }
-        let extra = and_extra(vec![p.app_filter("app_guid")]);
-        Ok(s2
-            .db
-            .read_blocking(|c| builds::list_droplets(c, &filters, extra_ref(&extra), &page))?)
+    let listing = list_visible(&s, p, app, None, move |c, extra| {
+        builds::list_droplets(c, &filters, extra, &page)
     })
     .await?;
     let items = listing

@@ -184,3 +184,49 @@ impl Extra {
         (!self.sql.is_empty()).then(|| (self.sql.join(" AND "), self.params.clone()))
     }
 }
+
+/// Scopes a listing to one app (`/v3/apps/:guid/<what>`) or to all
+/// (`/v3/<what>`): adds the `app_guid` filter and returns the path the
+/// pagination links use.
+pub fn app_scope(filters: &mut Vec<Filter>, app: Option<&str>, what: &str) -> String {
+    match app {
+        Some(g) => {
+            filters.push(Filter {
+                column: "app_guid",
+                values: vec![g.to_owned()],
+            });
+            format!("/v3/apps/{g}/{what}")
+        }
+        None => format!("/v3/{what}"),
+    }
+}
+
+/// Runs an app-scoped listing off the async threads: the app must be
+/// visible to `p` (404 otherwise), rows are limited to apps `p` may see,
+/// and `extra` conditions are ANDed in.
+pub async fn list_visible<T, F>(
+    s: &super::Shared,
+    p: super::Principal,
+    app: Option<String>,
+    extra: Option<(String, Vec<Value>)>,
+    query: F,
+) -> super::ApiResult<crate::db::query::Listing<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(
+            &rusqlite::Connection,
+            Option<(&str, Vec<Value>)>,
+        ) -> Result<crate::db::query::Listing<T>, crate::db::DbError>
+        + Send
+        + 'static,
+{
+    let s = s.clone();
+    super::blocking(move || {
+        if let Some(g) = &app {
+            super::apps::load_app(&s, &p, g)?;
+        }
+        let extra = super::and_extra(vec![extra, p.app_filter("app_guid")]);
+        Ok(s.db.read_blocking(|c| query(c, super::extra_ref(&extra)))?)
+    })
+    .await
+}

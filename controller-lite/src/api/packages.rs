@@ -12,11 +12,8 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use super::apps::load_app;
-use super::list::ListParams;
-use super::{
-    and_extra, blocking, extra_ref, href, metadata, parse_json, ts, ApiError, ApiResult, Principal,
-    Shared,
-};
+use super::list::{app_scope, list_visible, ListParams};
+use super::{blocking, href, metadata, parse_json, ts, ApiError, ApiResult, Principal, Shared};
 use crate::blobstore::BlobKind;
 use crate::db::packages::{self, Package};
 use crate::packaging::{self, Limits, Resource, MAX_MATCH_ENTRIES};
@@ -103,26 +100,10 @@ async fn list(
         ("states", "state"),
         ("types", "type"),
     ]);
-    let path = match &app_guid {
-        Some(g) => {
-            filters.push(crate::db::query::Filter {
-                column: "app_guid",
-                values: vec![g.clone()],
-            });
-            format!("/v3/apps/{g}/packages")
-        }
-        None => "/v3/packages".to_owned(),
-    };
+    let path = app_scope(&mut filters, app_guid.as_deref(), "packages");
     let page = params.page(&[])?;
-    let s2 = s.clone();
-    let listing = blocking(move || {
-        if let Some(g) = &app_guid {
-            load_app(&s2, &p, g)?;
-        }
-        let extra = and_extra(vec![p.app_filter("app_guid")]);
-        Ok(s2
-            .db
-            .read_blocking(|c| packages::list(c, &filters, extra_ref(&extra), &page))?)
+    let listing = list_visible(&s, p, app_guid, None, move |c, extra| {
+        packages::list(c, &filters, extra, &page)
     })
     .await?;
     let items = listing

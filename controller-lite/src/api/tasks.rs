@@ -9,14 +9,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::apps::load_app;
-use super::list::ListParams;
-use super::{
-    and_extra, blocking, extra_ref, href, metadata, parse_json, ts, ApiError, ApiResult, Principal,
-    Shared,
-};
+use super::list::{app_scope, list_visible, ListParams};
+use super::{blocking, href, metadata, parse_json, ts, ApiError, ApiResult, Principal, Shared};
 use crate::blobstore::BlobKind;
 use crate::db::builds;
-use crate::db::query::Filter;
 use crate::db::tasks::{self, Task};
 use crate::scheduler::{TaskAction, TaskDefinition, TASKS_DOMAIN};
 use crate::states::TaskState;
@@ -186,26 +182,10 @@ async fn list(
         ("app_guids", "app_guid"),
         ("sequence_ids", "sequence_id"),
     ]);
-    let path = match &app {
-        Some(g) => {
-            filters.push(Filter {
-                column: "app_guid",
-                values: vec![g.clone()],
-            });
-            format!("/v3/apps/{g}/tasks")
-        }
-        None => "/v3/tasks".into(),
-    };
+    let path = app_scope(&mut filters, app.as_deref(), "tasks");
     let page = params.page(&["sequence_id", "name", "state"])?;
-    let s2 = s.clone();
-    let listing = blocking(move || {
-        if let Some(g) = &app {
-            load_app(&s2, &p, g)?;
-        }
-        let extra = and_extra(vec![p.app_filter("app_guid")]);
-        Ok(s2
-            .db
-            .read_blocking(|c| tasks::list(c, &filters, extra_ref(&extra), &page))?)
+    let listing = list_visible(&s, p, app, None, move |c, extra| {
+        tasks::list(c, &filters, extra, &page)
     })
     .await?;
     let items = listing
