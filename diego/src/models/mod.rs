@@ -2,7 +2,20 @@
 //! cells and into the controller's database.
 
 pub mod action;
+pub mod actual_lrp;
 pub mod check;
+pub mod desired_lrp;
+pub mod record;
+pub mod resource;
+pub mod task;
 
 pub use action::Action;
-pub use check::{Check, CheckDefinition};
+pub use actual_lrp::{
+    ActualLrp, ActualLrpError, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CrashOutcome,
+    NetInfo, PortMapping, Presence,
+};
+pub use check::{Check, CheckDefinition, HealthCheckKind};
+pub use desired_lrp::{DesiredLrp, DesiredLrpError, DesiredLrpUpdate, Route};
+pub use record::{ModificationTag, Outcome, Timestamp};
+pub use resource::{PlacementConstraint, Resource};
+pub use task::{Task, TaskCallback, TaskDefinition, TaskError, TaskState};
