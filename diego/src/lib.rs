@@ -6,5 +6,6 @@
 //! needs the time takes `now`, so tests drive it.
 #![forbid(unsafe_code)]
 
+pub mod auction;
 pub mod backoff;
 pub mod models;
