@@ -8,4 +8,5 @@
 
 pub mod auction;
 pub mod backoff;
+pub mod convergence;
 pub mod models;
