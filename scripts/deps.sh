@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(runc busybox-static mmdebstrap debian-archive-keyring jq hyperfine pkg-config iproute2 python3
-          qemu-system-x86 cpio binutils e2fsprogs btrfs-progs xfsprogs docker-registry)
+          qemu-system-x86 cpio binutils e2fsprogs btrfs-progs xfsprogs docker-registry nftables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
