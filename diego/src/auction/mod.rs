@@ -114,7 +114,7 @@ pub struct Capacity {
 }
 
 /// A cell as its `GET /state` describes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CellState {
     /// Unique cell id.

@@ -500,6 +500,26 @@ impl ActualLrp {
     }
 }
 
+/// The record to show for one slot (Diego's group resolution): the
+/// ORDINARY one when it is RUNNING, else a RUNNING EVACUATING or SUSPECT
+/// stand-in, else the ORDINARY one (or whatever there is).
+pub fn visible_record<'a>(
+    records: impl IntoIterator<Item = &'a ActualLrp>,
+) -> Option<&'a ActualLrp> {
+    let (mut ordinary, mut stand_in) = (None, None);
+    for lrp in records {
+        match lrp.presence {
+            Presence::Ordinary => ordinary = ordinary.or(Some(lrp)),
+            _ if lrp.state == ActualLrpState::Running => stand_in = stand_in.or(Some(lrp)),
+            _ => {}
+        }
+    }
+    match ordinary {
+        Some(o) if o.state == ActualLrpState::Running => Some(o),
+        _ => stand_in.or(ordinary),
+    }
+}
+
 #[cfg(test)]
 #[path = "actual_lrp_tests.rs"]
 mod tests;

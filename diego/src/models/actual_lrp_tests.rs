@@ -269,3 +269,20 @@ fn json_uses_diegos_state_names() {
     let back: ActualLrp = serde_json::from_value(v).expect("parse");
     assert_eq!(back, lrp);
 }
+
+#[test]
+fn visible_record_prefers_what_serves_traffic() {
+    let mut evacuating = running();
+    let mut replacement = evacuating.evacuate(&cell(1), t(5)).expect("evacuate");
+    let both = [replacement.clone(), evacuating.clone()];
+    assert_eq!(visible_record(&both), Some(&evacuating));
+    replacement.start(&cell(2), net(), t(6)).expect("start");
+    let both = [evacuating.clone(), replacement.clone()];
+    assert_eq!(visible_record(&both), Some(&replacement));
+    evacuating.state = ActualLrpState::Crashed;
+    let mut unclaimed_again = unclaimed();
+    unclaimed_again.since = t(7);
+    let both = [evacuating, unclaimed_again.clone()];
+    assert_eq!(visible_record(&both), Some(&unclaimed_again));
+    assert_eq!(visible_record(&[]), None);
+}

@@ -11,8 +11,8 @@ pub mod task;
 
 pub use action::Action;
 pub use actual_lrp::{
-    ActualLrp, ActualLrpError, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CrashOutcome,
-    NetInfo, PortMapping, Presence,
+    visible_record, ActualLrp, ActualLrpError, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState,
+    CrashOutcome, NetInfo, PortMapping, Presence,
 };
 pub use check::{Check, CheckDefinition, HealthCheckKind};
 pub use desired_lrp::{DesiredLrp, DesiredLrpError, DesiredLrpUpdate, Route};
