@@ -286,12 +286,15 @@ impl Pass<'_> {
     }
 
     fn lrp(&mut self, desired: &DesiredLrp, records: &[&ActualLrp]) {
-        let mut slots = vec![Slot::default(); desired.instances as usize];
+        // Sparse: the instance count is the controller's input, the
+        // records are what exists.
+        let mut slots: HashMap<u32, Slot<'_>> = HashMap::with_capacity(records.len());
         for &lrp in records {
-            let Some(slot) = slots.get_mut(lrp.key.index as usize) else {
+            if lrp.key.index >= desired.instances {
                 self.retire(lrp, RetireReason::Extra);
                 continue;
-            };
+            }
+            let slot = slots.entry(lrp.key.index).or_default();
             let place = match lrp.presence {
                 Presence::Ordinary => &mut slot.ordinary,
                 Presence::Suspect => &mut slot.suspect,
@@ -299,7 +302,8 @@ impl Pass<'_> {
             };
             place.get_or_insert(lrp);
         }
-        for (index, slot) in (0..desired.instances).zip(slots) {
+        for index in 0..desired.instances {
+            let slot = slots.get(&index).copied().unwrap_or_default();
             self.slot(desired, index, slot);
         }
     }

@@ -83,7 +83,7 @@ impl Hot {
         self.used_disk += res.disk_mb;
         self.avail_containers -= 1;
         self.used_containers += 1;
-        self.starting += 1;
+        self.starting = self.starting.saturating_add(1);
     }
 }
 
@@ -283,7 +283,7 @@ impl<'a> Cells<'a> {
         }
         let (_, cell) = best.0.ok_or_else(|| lack.error())?;
         self.hot[cell].take(res);
-        self.hot[cell].tasks += 1;
+        self.hot[cell].tasks = self.hot[cell].tasks.saturating_add(1);
         Ok(cell)
     }
 }
