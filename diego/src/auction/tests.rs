@@ -362,3 +362,112 @@ fn results_serialise_for_the_cells_work_endpoint() {
     let state: CellState = serde_json::from_str(r#"{"cell_id":"c9","zone":"z"}"#).expect("parse");
     assert!(!state.evacuating);
 }
+
+/// A small deterministic generator (no rand dependency for one test).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn random_batches_never_overcommit_and_failures_fit_nowhere() {
+    let mut rng = Lcg(7);
+    let mut cells: Vec<CellState> = (0..40)
+        .map(|i| {
+            let mut c = cell(
+                &format!("c{i:02}"),
+                &format!("z{}", i % 3),
+                2048 + rng.next(4096),
+            );
+            c.available.memory_mb = c.total.memory_mb - rng.next(1024);
+            c.available.containers = 1 + rng.next(8) as u32;
+            c.evacuating = rng.next(10) == 0;
+            if rng.next(5) == 0 {
+                c.stacks = vec!["cflinuxfs3".into()];
+            }
+            c
+        })
+        .collect();
+    cells[0].evacuating = false;
+    let lrps: Vec<LrpStart> = (0..300)
+        .map(|i| lrp(&format!("app{}", i % 17), i / 17, 64 << rng.next(5)))
+        .collect();
+    let tasks: Vec<TaskStart> = (0..60)
+        .map(|i| task(&format!("t{i}"), 64 << rng.next(5)))
+        .collect();
+    let batch = Work { lrps, tasks };
+    let results = auction(&cells, batch.clone());
+    assert_eq!(results, auction(&cells, batch.clone()), "reproducible");
+    assert_eq!(
+        results.placed_count() + results.failed_lrps.len() + results.failed_tasks.len(),
+        batch.lrps.len() + batch.tasks.len()
+    );
+    let mut left: BTreeMap<&str, Capacity> = BTreeMap::new();
+    for c in &cells {
+        left.insert(&c.cell_id, c.available);
+    }
+    for (id, work) in &results.placed {
+        let c = cells
+            .iter()
+            .find(|c| &c.cell_id == id)
+            .expect("placed on a known cell");
+        assert!(!c.evacuating, "{id} is evacuating");
+        assert!(c.stacks.iter().any(|s| s == "cflinuxfs4"));
+        let cap = left.get_mut(id.as_str()).expect("cell");
+        let resources = work
+            .lrps
+            .iter()
+            .map(|l| l.resource)
+            .chain(work.tasks.iter().map(|t| t.resource));
+        for r in resources {
+            cap.memory_mb = cap
+                .memory_mb
+                .checked_sub(r.memory_mb)
+                .expect("memory overcommitted");
+            cap.disk_mb = cap
+                .disk_mb
+                .checked_sub(r.disk_mb)
+                .expect("disk overcommitted");
+            cap.containers = cap
+                .containers
+                .checked_sub(1)
+                .expect("containers overcommitted");
+        }
+    }
+    let fits_somewhere = |r: &Resource| {
+        cells.iter().any(|c| {
+            let cap = left[c.cell_id.as_str()];
+            !c.evacuating
+                && c.stacks.iter().any(|s| s == "cflinuxfs4")
+                && cap.memory_mb >= r.memory_mb
+                && cap.disk_mb >= r.disk_mb
+                && cap.containers > 0
+        })
+    };
+    assert!(
+        !results.failed_lrps.is_empty(),
+        "the batch should exceed the cells"
+    );
+    for f in &results.failed_lrps {
+        assert!(
+            !fits_somewhere(&f.lrp.resource),
+            "{} fits after all",
+            f.lrp.key
+        );
+        assert!(matches!(f.error, PlacementError::InsufficientResources(_)));
+    }
+    for f in &results.failed_tasks {
+        assert!(
+            !fits_somewhere(&f.task.resource),
+            "{} fits after all",
+            f.task.task_guid
+        );
+    }
+}
