@@ -9,6 +9,8 @@
 //! default_org = "default"
 //! default_space = "default"
 //! default_stack = "cflinuxfs4"
+//! # tls_cert = "/etc/controller-lite/tls.crt"   # PEM chain; with tls_key, serve https
+//! # tls_key = "/etc/controller-lite/tls.key"    # PEM private key (PKCS#8, PKCS#1 or SEC1)
 //!
 //! [[stacks]]
 //! name = "cflinuxfs4"
@@ -31,17 +33,24 @@
 //! memory_mb = 1024
 //! disk_mb = 4096
 //!
+//! [tasks]
+//! timeout_secs = 86400       # a run-task task still running after this fails
+//!
+//! [database]
+//! read_connections = 4       # read-only connections beside the one writer
+//!
 //! [limits]
 //! max_upload_bytes = 1073741824       # one package or buildpack upload
 //! max_unzipped_bytes = 2147483648     # all files of a package together
 //! max_zip_entries = 100000
 //!
-//! [log_cache]
-//! max_envelopes_per_source = 1000
+//! [log_cache]                # envelopes kept in the database, surviving restarts
+//! max_envelopes_per_source = 5000
 //! max_sources = 10000
 //!
 //! [internal]
-//! # api_key = "..."   # bearer key for cells; generated and kept in data_dir when absent
+//! # api_key = "..."   # shared bearer key for cells; generated and kept in data_dir when absent
+//! # per-cell keys live in the cell_credentials table (`controller-lite cell-key`)
 //! ```
 
 use std::net::SocketAddr;
@@ -83,6 +92,10 @@ pub struct Config {
     pub external_url: Option<String>,
     /// Holds the database, the blobstore and generated keys.
     pub data_dir: PathBuf,
+    /// PEM certificate chain; with [`Config::tls_key`] the API is served over https.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of [`Config::tls_cert`].
+    pub tls_key: Option<PathBuf>,
     /// The default shared domain for routes.
     pub apps_domain: String,
     /// Organization created at first start.
@@ -97,9 +110,13 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Staging defaults and timeout.
     pub staging: StagingConfig,
+    /// App task (`run-task`) settings.
+    pub tasks: TasksConfig,
+    /// Database connections.
+    pub database: DatabaseConfig,
     /// Upload limits.
     pub limits: LimitsConfig,
-    /// Bounds of the in-memory log cache.
+    /// Bounds of the (persisted) log cache.
     pub log_cache: LogCacheConfig,
     /// The cell-facing (internal) API.
     pub internal: InternalConfig,
@@ -164,6 +181,22 @@ pub struct StagingConfig {
     pub disk_mb: u64,
 }
 
+/// App task settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// A task not finished this long after it was created fails (`TaskTimeout`).
+    pub timeout_secs: u64,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Read-only connections in the pool beside the single writer.
+    pub read_connections: u32,
+}
+
 /// Upload limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -176,7 +209,7 @@ pub struct LimitsConfig {
     pub max_zip_entries: usize,
 }
 
-/// Log cache bounds (envelopes are kept in memory, not in the database).
+/// Log cache bounds (envelopes are kept in the database and survive restarts).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogCacheConfig {
@@ -200,6 +233,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9022)),
             external_url: None,
             data_dir: PathBuf::from("/var/lib/controller-lite"),
+            tls_cert: None,
+            tls_key: None,
             apps_domain: "apps.lite.internal".into(),
             default_org: "default".into(),
             default_space: "default".into(),
@@ -210,6 +245,8 @@ impl Default for Config {
             }],
             auth: AuthConfig::default(),
             staging: StagingConfig::default(),
+            tasks: TasksConfig::default(),
+            database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
             log_cache: LogCacheConfig::default(),
             internal: InternalConfig::default(),
@@ -241,6 +278,22 @@ impl Default for StagingConfig {
     }
 }
 
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            read_connections: crate::db::DEFAULT_READERS,
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
@@ -254,7 +307,7 @@ impl Default for LimitsConfig {
 impl Default for LogCacheConfig {
     fn default() -> Self {
         Self {
-            max_envelopes_per_source: 1000,
+            max_envelopes_per_source: 5000,
             max_sources: 10_000,
         }
     }
@@ -300,6 +353,15 @@ impl Config {
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
             return invalid("token lifetimes must be positive");
         }
+        if self.tasks.timeout_secs == 0 {
+            return invalid("tasks.timeout_secs must be positive");
+        }
+        if self.database.read_connections == 0 {
+            return invalid("database.read_connections must be positive");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("tls_cert and tls_key go together");
+        }
         if self.log_cache.max_envelopes_per_source == 0 || self.log_cache.max_sources == 0 {
             return invalid("log_cache bounds must be positive");
         }
@@ -314,11 +376,19 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the API is served over https.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
     /// The URL clients use to reach this controller, without a trailing slash.
     pub fn base_url(&self) -> String {
         match &self.external_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", self.listen),
+            None => {
+                let scheme = if self.tls() { "https" } else { "http" };
+                format!("{scheme}://{}", self.listen)
+            }
         }
     }
 }
@@ -345,6 +415,12 @@ mod tests {
             Config::parse("[staging]\ntimeout_secs = 0"),
             Err(ConfigError::Invalid(_))
         ));
+        assert!(matches!(
+            Config::parse("tls_cert = '/x.pem'"),
+            Err(ConfigError::Invalid(_))
+        ));
+        let tls = Config::parse("tls_cert = '/c'\ntls_key = '/k'").expect("tls");
+        assert_eq!(tls.base_url(), "https://127.0.0.1:9022");
         let both = "[[auth.users]]\nname='a'\npassword='x'\npassword_hash='y'";
         assert!(matches!(Config::parse(both), Err(ConfigError::Invalid(_))));
     }

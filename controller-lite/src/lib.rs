@@ -7,12 +7,13 @@
 //! JSON in `api::error`), [`db`] (all SQL), [`blobstore`], [`packaging`]
 //! (resource matching, zip assembly), [`staging`] (builds, completion,
 //! timeout), [`lrps`] (apps → desired LRPs), [`scheduler`] (the hand-off),
-//! [`manifest`], [`auth`], [`logcache`], [`config`], [`server`].
+//! [`manifest`], [`auth`], [`cells`] (internal API credentials), [`logcache`], [`config`], [`server`], [`tls`].
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod blobstore;
+pub mod cells;
 pub mod config;
 pub mod db;
 pub mod logcache;
@@ -23,3 +24,4 @@ pub mod scheduler;
 pub mod server;
 pub mod staging;
 pub mod states;
+pub mod tls;

@@ -1,11 +1,14 @@
-//! The `controller-lite` binary: `controller-lite serve --config FILE`.
+//! The `controller-lite` binary: `controller-lite serve --config FILE`, and
+//! `controller-lite cell-key CELL_ID` for a cell's own internal-API key.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use controller_lite::cells;
 use controller_lite::config::Config;
+use controller_lite::db::Db;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +29,18 @@ enum Command {
         #[arg(long, env = "CONTROLLER_LITE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Issue (or rotate) a cell's own internal-API key and print it, or
+    /// revoke it. Works while the controller runs.
+    CellKey {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, env = "CONTROLLER_LITE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The cell's id (letters, digits, '.', '_', '-').
+        cell_id: String,
+        /// Revoke the cell's key instead of issuing one.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,14 +53,38 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            let config = match config {
-                Some(path) => Config::load(&path)?,
-                None => Config::default(),
-            };
+            let config = load(config)?;
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(serve(config))
         }
+        Command::CellKey {
+            config,
+            cell_id,
+            revoke,
+        } => cell_key(&load(config)?, &cell_id, revoke),
     }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    })
+}
+
+fn cell_key(config: &Config, cell_id: &str, revoke: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let db = Db::open_with_readers(&config.data_dir.join("controller.db"), 1)?;
+    if revoke {
+        if !cells::revoke_key(&db, cell_id)? {
+            anyhow::bail!("cell {cell_id:?} has no valid key");
+        }
+        println!("revoked the key of cell {cell_id}");
+    } else {
+        println!("{}", cells::issue_key(&db, cell_id)?);
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

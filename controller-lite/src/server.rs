@@ -44,6 +44,9 @@ pub enum ServerError {
     /// Keys or passwords failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Syncing LRPs at start failed.
     #[error(transparent)]
     Lrp(#[from] lrps::LrpError),
@@ -105,6 +108,10 @@ pub async fn start_with_clock(
 ) -> Result<Controller, ServerError> {
     let data = config.data_dir.clone();
     std::fs::create_dir_all(&data).map_err(io_err("creating", data.display().to_string()))?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(io_err("binding", config.listen.to_string()))?;
@@ -115,7 +122,10 @@ pub async fn start_with_clock(
         .external_url
         .clone()
         .map(|u| u.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{addr}")
+        });
     let state = tokio::task::spawn_blocking(move || build_state(config, base_url, clock))
         .await
         .map_err(|e| ServerError::Io {
@@ -128,15 +138,29 @@ pub async fn start_with_clock(
     let sweeper = tokio::spawn(sweep(state.clone(), cancel.clone()));
     let app = api::router(state.clone());
     let stop = cancel.clone();
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
+    let server = match tls {
+        None => tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }),
+        Some(acceptor) => {
+            let listener = crate::tls::TlsListener::new(listener, acceptor)
+                .map_err(io_err("reading address of", addr.to_string()))?;
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "https server failed");
+                }
+            })
         }
-    });
-    tracing::info!(%addr, "controller listening");
+    };
+    tracing::info!(%addr, tls = state.config.tls(), "controller listening");
     Ok(Controller {
         addr,
         state,
@@ -153,7 +177,10 @@ fn build_state(
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, ServerError> {
     let data = config.data_dir.clone();
-    let db = Db::open(&data.join("controller.db"))?;
+    let db = Db::open_with_readers(
+        &data.join("controller.db"),
+        config.database.read_connections,
+    )?;
     let blobs: Arc<dyn Blobstore> = Arc::new(FsBlobstore::open(&data.join("blobs"))?);
     let signing_key = match &config.auth.signing_key {
         Some(k) => k.clone(),
@@ -185,13 +212,15 @@ fn build_state(
     if removed > 0 {
         tracing::info!(removed, "removed blobs nothing refers to");
     }
-    let logs = Arc::new(LogCache::new(
+    let logs = Arc::new(LogCache::open(
+        db.clone(),
         config.log_cache.max_envelopes_per_source,
         config.log_cache.max_sources,
-    ));
+    )?);
     let scheduler: Arc<dyn Scheduler> = Arc::new(RecordingScheduler::new(db.clone()));
     let settings = StagingSettings {
         timeout_secs: i64::try_from(config.staging.timeout_secs).unwrap_or(i64::MAX),
+        task_timeout_secs: i64::try_from(config.tasks.timeout_secs).unwrap_or(i64::MAX),
         memory_mb: i64::try_from(config.staging.memory_mb).unwrap_or(1024),
         disk_mb: i64::try_from(config.staging.disk_mb).unwrap_or(4096),
         base_url: base_url.clone(),
@@ -301,7 +330,7 @@ fn bootstrap(
     Ok(())
 }
 
-/// Fails builds that stage past their deadline, every `sweep_interval_secs`.
+/// Fails builds and tasks past their deadline, every `sweep_interval_secs`.
 async fn sweep(state: Arc<AppState>, cancel: CancellationToken) {
     let period = Duration::from_secs(state.config.staging.sweep_interval_secs);
     let mut tick = tokio::time::interval(period);
@@ -313,9 +342,9 @@ async fn sweep(state: Arc<AppState>, cancel: CancellationToken) {
         let staging = state.staging.clone();
         match tokio::task::spawn_blocking(move || staging.expire_overdue()).await {
             Ok(Ok(failed)) if !failed.is_empty() => {
-                tracing::warn!(builds = ?failed, "staging timed out")
+                tracing::warn!(guids = ?failed, "builds or tasks timed out")
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "staging sweep failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "deadline sweep failed"),
             _ => {}
         }
     }

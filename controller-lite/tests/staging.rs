@@ -4,56 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use anyhow::{ensure, Context, Result};
 use base64::Engine as _;
-use common::{zip_of, Api, InProcess};
-use controller_lite::staging::{Completion, Staging, TaskOutcome};
+use common::{build, complete, push_bits, zip_of, Api, InProcess};
+use controller_lite::staging::{Completion, TaskOutcome};
 use serde_json::{json, Value};
-
-async fn push_bits(api: &Api, space: &str, name: &str) -> Result<(String, String)> {
-    let (s, _, body) = api
-        .apply_manifest(space, &format!("applications:\n- name: {name}\n"))
-        .await?;
-    ensure!(s == 202, "{body}");
-    let apps = api
-        .ok(&format!("/v3/apps?names={name}&space_guids={space}"))
-        .await?;
-    let app = apps["resources"][0]["guid"]
-        .as_str()
-        .context("app")?
-        .to_owned();
-    let (_, pkg) = api
-        .post(
-            "/v3/packages",
-            json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}}),
-        )
-        .await?;
-    let pkg = pkg["guid"].as_str().context("pkg")?.to_owned();
-    let (s, body) = api
-        .upload(
-            &format!("/v3/packages/{pkg}/upload"),
-            None,
-            Some(zip_of(&[("index.html", b"hi", 0o644)])),
-        )
-        .await?;
-    ensure!(s == 200 && body["state"] == "READY", "{body}");
-    Ok((app, pkg))
-}
-
-async fn build(api: &Api, pkg: &str) -> Result<String> {
-    let (s, b) = api
-        .post("/v3/builds", json!({"package": {"guid": pkg}}))
-        .await?;
-    ensure!(s == 201 && b["state"] == "STAGING", "{b}");
-    Ok(b["guid"].as_str().context("build")?.to_owned())
-}
-
-async fn complete(staging: &Arc<Staging>, guid: &str, outcome: TaskOutcome) -> Result<Completion> {
-    let (s, g) = (staging.clone(), guid.to_owned());
-    Ok(tokio::task::spawn_blocking(move || s.task_completed(&g, outcome)).await??)
-}
 
 fn stg_lines(logs: &Value) -> Vec<String> {
     logs["envelopes"]["batch"]

@@ -1,7 +1,7 @@
 //! The internal API that cells (and, later, the scheduler) call: blob
 //! downloads, droplet and buildpack-cache uploads, task completion, log
-//! lines and instance reports. Authenticated with the internal bearer key
-//! (per-cell credentials come with the scheduler issue).
+//! lines and instance reports. Authenticated with the shared internal key
+//! or a cell's own key (`crate::cells`).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, State};
@@ -12,13 +12,14 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
 use super::packages::{read_upload, stream_file};
 use super::{blocking, parse_json, ApiError, ApiResult, Shared};
 use crate::blobstore::BlobKind;
+use crate::cells::{self, CellIdentity};
 use crate::db::packages;
 use crate::db::scheduler::ActualLrp;
+use crate::logcache::NewLine;
 use crate::staging::{Completion, TaskOutcome};
 
 pub(super) fn routes(upload_limit: usize) -> Router<Shared> {
@@ -41,8 +42,11 @@ pub(super) fn routes(upload_limit: usize) -> Router<Shared> {
         )
 }
 
-/// Proof that the caller holds the internal key.
-pub struct Internal;
+/// Proof that the caller holds the shared internal key or a cell's own key.
+pub struct Internal {
+    /// Who called.
+    pub caller: CellIdentity,
+}
 
 impl FromRequestParts<Shared> for Internal {
     type Rejection = ApiError;
@@ -59,14 +63,20 @@ impl FromRequestParts<Shared> for Internal {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or(ApiError::NotAuthenticated)?;
-        // Compare digests so the comparison time does not depend on the key.
-        let a = sha2::Sha256::digest(given.trim().as_bytes());
-        let b = sha2::Sha256::digest(state.internal_key.as_bytes());
-        if a != b {
-            return Err(ApiError::InvalidAuthToken);
-        }
-        Ok(Self)
+            .ok_or(ApiError::NotAuthenticated)?
+            .trim()
+            .to_owned();
+        let s = state.clone();
+        let caller = blocking(move || {
+            cells::authenticate(&s.db, &s.internal_key, &given).map_err(|e| match e {
+                cells::CellError::Db(e) => ApiError::from(e),
+                other => ApiError::Internal(other.to_string()),
+            })
+        })
+        .await?
+        .ok_or(ApiError::InvalidAuthToken)?;
+        tracing::debug!(%caller, "internal API call");
+        Ok(Self { caller })
     }
 }
 
@@ -161,11 +171,12 @@ struct TaskCallback {
 
 async fn completed(
     State(s): State<Shared>,
-    _i: Internal,
+    i: Internal,
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let cb: TaskCallback = parse_json(&body)?;
+    tracing::info!(task_guid = %guid, caller = %i.caller, failed = cb.failed, "task completion reported");
     let outcome = if cb.failed {
         TaskOutcome::Failed {
             reason: cb.failure_reason,
@@ -200,24 +211,29 @@ struct LogLine {
 
 async fn logs(State(s): State<Shared>, _i: Internal, body: Bytes) -> ApiResult<StatusCode> {
     let lines: Vec<LogLine> = parse_json(&body)?;
-    for l in lines {
-        // Diego caps a log line at 61,440 bytes.
-        let mut line = l.line;
-        if line.len() > 61_440 {
-            let mut cut = 61_440;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
+    let lines = lines
+        .into_iter()
+        .map(|l| {
+            // Diego caps a log line at 61,440 bytes.
+            let mut line = l.line;
+            if line.len() > 61_440 {
+                let mut cut = 61_440;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
             }
-            line.truncate(cut);
-        }
-        s.logs.emit(
-            &l.source_id,
-            &l.source_type,
-            &l.instance_id,
-            &line,
-            l.stderr,
-        );
-    }
+            NewLine {
+                source_id: l.source_id,
+                source_type: l.source_type,
+                instance_id: l.instance_id,
+                line,
+                stderr: l.stderr,
+            }
+        })
+        .collect();
+    let s2 = s.clone();
+    blocking(move || Ok(s2.logs.emit_all(lines)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -238,11 +254,12 @@ struct ActualBody {
 
 async fn report_actual(
     State(s): State<Shared>,
-    _i: Internal,
+    i: Internal,
     Path((process_guid, index)): Path<(String, i64)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let b: ActualBody = parse_json(&body)?;
+    tracing::debug!(%process_guid, index, state = %b.state, caller = %i.caller, "instance reported");
     if !matches!(
         b.state.as_str(),
         "UNCLAIMED" | "CLAIMED" | "RUNNING" | "CRASHED"

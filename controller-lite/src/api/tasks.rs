@@ -13,7 +13,7 @@ use super::list::{app_scope, list_visible, ListParams};
 use super::{blocking, href, metadata, parse_json, ts, ApiError, ApiResult, Principal, Shared};
 use crate::blobstore::BlobKind;
 use crate::db::builds;
-use crate::db::tasks::{self, Task};
+use crate::db::tasks::{self, NewTask, Task};
 use crate::scheduler::{TaskAction, TaskDefinition, TASKS_DOMAIN};
 use crate::states::TaskState;
 
@@ -81,17 +81,17 @@ async fn create_task(
             body.memory_in_mb.unwrap_or(1024),
             body.disk_in_mb.unwrap_or(1024),
         );
-        let task = s2.db.write_blocking(|tx| {
-            tasks::create(
-                tx,
-                &app.guid,
-                body.name.as_deref(),
-                &command,
-                mem,
-                disk,
-                &droplet_guid,
-            )
-        })?;
+        let deadline = s2.staging.task_deadline();
+        let new = NewTask {
+            app_guid: &app.guid,
+            name: body.name.as_deref(),
+            command: &command,
+            memory_in_mb: mem,
+            disk_in_mb: disk,
+            droplet_guid: &droplet_guid,
+            deadline,
+        };
+        let task = s2.db.write_blocking(|tx| tasks::create(tx, &new))?;
         let def = TaskDefinition {
             task_guid: task.guid.clone(),
             domain: TASKS_DOMAIN.into(),
@@ -111,7 +111,7 @@ async fn create_task(
                 docker_image: droplet.docker_image.clone(),
                 command,
             },
-            deadline: crate::db::now() + 30 * 60,
+            deadline,
         };
         s2.scheduler.submit_task(&def)?;
         Ok(task)

@@ -211,8 +211,9 @@ pub fn list_apps(
     })
 }
 
-/// Deletes an app and (by cascade) everything it owns.
+/// Deletes an app, its log envelopes and (by cascade) everything it owns.
 pub fn delete_app(tx: &Transaction<'_>, guid: &str) -> Result<bool, DbError> {
+    super::logs::delete_source(tx, guid)?;
     Ok(tx.execute("DELETE FROM apps WHERE guid = ?", [guid])? > 0)
 }
 

@@ -6,7 +6,8 @@ use rusqlite::Connection;
 use super::DbError;
 
 /// Version n is `MIGRATIONS[n - 1]`. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     guid TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -232,7 +233,39 @@ CREATE TABLE actual_lrps (
     disk INTEGER NOT NULL,
     PRIMARY KEY (process_guid, idx)
 );
-"#];
+"#,
+    // 2: log-cache envelopes kept across restarts, a bounded ring per source.
+    r#"
+CREATE TABLE log_sources (
+    source_id TEXT PRIMARY KEY,
+    last_write INTEGER NOT NULL
+);
+CREATE INDEX log_sources_last_write ON log_sources(last_write);
+CREATE TABLE log_envelopes (
+    id INTEGER PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    timestamp_ns INTEGER NOT NULL,
+    source_type TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    line TEXT NOT NULL,
+    stderr INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX log_envelopes_source_time ON log_envelopes(source_id, timestamp_ns);
+"#,
+    // 3: app task deadlines (NULL: created_at + tasks.timeout_secs).
+    r#"
+ALTER TABLE tasks ADD COLUMN deadline INTEGER;
+"#,
+    // 4: per-cell credentials for the internal API (SHA-256 of each key).
+    r#"
+CREATE TABLE cell_credentials (
+    cell_id TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+"#,
+];
 
 /// Brings the schema up to date.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

@@ -30,13 +30,16 @@ pub struct Task {
     pub droplet_guid: String,
     /// Why it failed.
     pub failure_reason: Option<String>,
+    /// Unix time after which an unfinished task fails (`None`: created_at +
+    /// the configured timeout; tasks from before deadlines were kept).
+    pub deadline: Option<i64>,
     /// Creation time.
     pub created_at: i64,
     /// Last change.
     pub updated_at: i64,
 }
 
-const COLS: &str = "guid, app_guid, sequence_id, name, command, state, memory_in_mb, disk_in_mb, droplet_guid, failure_reason, created_at, updated_at";
+const COLS: &str = "guid, app_guid, sequence_id, name, command, state, memory_in_mb, disk_in_mb, droplet_guid, failure_reason, created_at, updated_at, deadline";
 
 fn map(r: &Row<'_>) -> rusqlite::Result<Task> {
     Ok(Task {
@@ -52,20 +55,40 @@ fn map(r: &Row<'_>) -> rusqlite::Result<Task> {
         failure_reason: r.get(9)?,
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
+        deadline: r.get(12)?,
     })
 }
 
-/// Creates a PENDING task with the app's next sequence id; `name` defaults
-/// to the first 8 characters of the guid.
-pub fn create(
-    tx: &Transaction<'_>,
-    app_guid: &str,
-    name: Option<&str>,
-    command: &str,
-    memory_in_mb: i64,
-    disk_in_mb: i64,
-    droplet_guid: &str,
-) -> Result<Task, DbError> {
+/// What a new task runs, and until when.
+#[derive(Debug, Clone)]
+pub struct NewTask<'a> {
+    /// Owning app.
+    pub app_guid: &'a str,
+    /// Name; defaults to the first 8 characters of the guid.
+    pub name: Option<&'a str>,
+    /// Command.
+    pub command: &'a str,
+    /// Memory limit.
+    pub memory_in_mb: i64,
+    /// Disk limit.
+    pub disk_in_mb: i64,
+    /// Droplet it runs.
+    pub droplet_guid: &'a str,
+    /// Unix time after which it fails if not finished.
+    pub deadline: i64,
+}
+
+/// Creates a PENDING task with the app's next sequence id.
+pub fn create(tx: &Transaction<'_>, new: &NewTask<'_>) -> Result<Task, DbError> {
+    let NewTask {
+        app_guid,
+        name,
+        command,
+        memory_in_mb,
+        disk_in_mb,
+        droplet_guid,
+        deadline,
+    } = *new;
     let seq: i64 = tx.query_row(
         "SELECT COALESCE(MAX(sequence_id), 0) + 1 FROM tasks WHERE app_guid = ?",
         [app_guid],
@@ -86,11 +109,12 @@ pub fn create(
         disk_in_mb,
         droplet_guid: droplet_guid.to_owned(),
         failure_reason: None,
+        deadline: Some(deadline),
         created_at: t,
         updated_at: t,
     };
     tx.execute(
-        &format!("INSERT INTO tasks ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        &format!("INSERT INTO tasks ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         params![
             task.guid,
             task.app_guid,
@@ -103,7 +127,8 @@ pub fn create(
             task.droplet_guid,
             task.failure_reason,
             t,
-            t
+            t,
+            deadline
         ],
     )?;
     Ok(task)
@@ -148,4 +173,17 @@ pub fn transition(
         params![to.as_str(), failure_reason, now(), guid],
     )?;
     Ok(true)
+}
+
+/// Guids of unfinished tasks whose deadline is at or before `now` (a task
+/// without one is due `default_timeout` seconds after its creation).
+pub fn overdue(conn: &Connection, now: i64, default_timeout: i64) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT guid FROM tasks WHERE state IN ('PENDING', 'RUNNING', 'CANCELING')
+         AND COALESCE(deadline, created_at + ?) <= ? ORDER BY created_at",
+    )?;
+    let rows = stmt
+        .query_map(params![default_timeout, now], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
 }

@@ -3,12 +3,14 @@
 //! completion through [`Staging::task_completed`], which moves the build to
 //! STAGED (creating the droplet) or FAILED. A sweeper fails builds that
 //! stage longer than the timeout. The same completion path finishes
-//! `run-task` tasks.
+//! `run-task` tasks, and the sweeper fails tasks past their deadline too
+//! (`deadlines.rs`).
 //!
 //! Build states: `STAGING → STAGED | FAILED`, nothing else (checked in SQL:
 //! only a STAGING build changes).
 
 mod completion;
+mod deadlines;
 
 use completion::complete_build;
 
@@ -114,6 +116,8 @@ pub enum Completion {
 pub struct StagingSettings {
     /// Staging timeout in seconds.
     pub timeout_secs: i64,
+    /// App task (`run-task`) timeout in seconds.
+    pub task_timeout_secs: i64,
     /// Staging task memory.
     pub memory_mb: i64,
     /// Staging task disk.
@@ -176,9 +180,14 @@ impl Staging {
         }
     }
 
+    /// Writes an STG line; a failure to keep the line does not fail staging.
     fn log(&self, app_guid: &str, line: &str) {
-        self.logs
-            .emit(app_guid, STAGING_LOG_SOURCE, "0", line, false);
+        if let Err(e) = self
+            .logs
+            .emit(app_guid, STAGING_LOG_SOURCE, "0", line, false)
+        {
+            tracing::warn!(app_guid, error = %e, "could not keep a staging log line");
+        }
     }
 
     fn buildpack_specs(
@@ -454,31 +463,5 @@ impl Staging {
             _ => {}
         }
         Ok(())
-    }
-
-    /// Fails every build still STAGING past its deadline; returns their guids.
-    pub fn expire_overdue(&self) -> Result<Vec<String>, StagingError> {
-        let now = self.clock.now();
-        let overdue = self.db.read_blocking(|c| builds::overdue_builds(c, now))?;
-        let mut failed = Vec::new();
-        for guid in overdue {
-            let error = format!(
-                "StagingTimeout - staging did not finish within {} seconds",
-                self.settings.timeout_secs
-            );
-            let e = error.clone();
-            let g = guid.clone();
-            let changed = self.db.write_blocking(move |tx| {
-                let changed = builds::mark_failed(tx, &g, &e)?;
-                rows::complete_task(tx, &g, true, Some(&e), None)?;
-                Ok(changed)
-            })?;
-            if changed {
-                self.scheduler.cancel_task(&guid)?;
-                self.log_completion(&guid, &Completion::BuildFailed { error })?;
-                failed.push(guid);
-            }
-        }
-        Ok(failed)
     }
 }

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use controller_lite::config::Config;
 use controller_lite::server::{self, Controller};
-use controller_lite::staging::Clock;
-use serde_json::Value;
+use controller_lite::staging::{Clock, Completion, Staging, TaskOutcome};
+use serde_json::{json, Value};
 
 /// Config text for tests: ephemeral port, cheap password hashing, two users.
 pub fn config_toml(data_dir: &Path, extra: &str) -> String {
@@ -65,11 +65,17 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(extra: &str) -> Result<Self> {
+        Self::start_with_top("", extra).await
+    }
+
+    /// With `top` (top-level keys) before the config and `extra` tables after.
+    pub async fn start_with_top(top: &str, extra: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let config = Config::parse(&config_toml(&dir.path().join("data"), extra))?;
+        let text = format!("{top}{}", config_toml(&dir.path().join("data"), extra));
+        let config = Config::parse(&text)?;
         let clock = FakeClock::at_now();
         let ctl = server::start_with_clock(config, clock.clone()).await?;
-        let base = format!("http://{}", ctl.addr);
+        let base = ctl.state.base_url.clone();
         Ok(Self {
             ctl: Some(ctl),
             dir,
@@ -440,4 +446,120 @@ pub fn install_tls() {
 pub fn http() -> reqwest::Client {
     install_tls();
     reqwest::Client::new()
+}
+
+/// Applies a one-app manifest and uploads a READY package; (app, package).
+pub async fn push_bits(api: &Api, space: &str, name: &str) -> Result<(String, String)> {
+    let (s, location, body) = api
+        .apply_manifest(space, &format!("applications:\n- name: {name}\n"))
+        .await?;
+    ensure!(s == 202, "{body}");
+    // The manifest is applied by a job, as the cf CLI waits for it.
+    let job = api.wait_job(&location.context("job location")?).await?;
+    ensure!(job["state"] == "COMPLETE", "{job}");
+    let apps = api
+        .ok(&format!("/v3/apps?names={name}&space_guids={space}"))
+        .await?;
+    let app = apps["resources"][0]["guid"]
+        .as_str()
+        .context("app")?
+        .to_owned();
+    let (_, pkg) = api
+        .post(
+            "/v3/packages",
+            json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}}),
+        )
+        .await?;
+    let pkg = pkg["guid"].as_str().context("pkg")?.to_owned();
+    let (s, body) = api
+        .upload(
+            &format!("/v3/packages/{pkg}/upload"),
+            None,
+            Some(zip_of(&[("index.html", b"hi", 0o644)])),
+        )
+        .await?;
+    ensure!(s == 200 && body["state"] == "READY", "{body}");
+    Ok((app, pkg))
+}
+
+/// Creates a STAGING build of a package.
+pub async fn build(api: &Api, pkg: &str) -> Result<String> {
+    let (s, b) = api
+        .post("/v3/builds", json!({"package": {"guid": pkg}}))
+        .await?;
+    ensure!(s == 201 && b["state"] == "STAGING", "{b}");
+    Ok(b["guid"].as_str().context("build")?.to_owned())
+}
+
+/// Completes a task through the staging hand-off.
+pub async fn complete(
+    staging: &Arc<Staging>,
+    guid: &str,
+    outcome: TaskOutcome,
+) -> Result<Completion> {
+    let (s, g) = (staging.clone(), guid.to_owned());
+    Ok(tokio::task::spawn_blocking(move || s.task_completed(&g, outcome)).await??)
+}
+
+/// An app with a staged droplet set as current (the cell's side played
+/// through the staging hand-off); returns the app guid.
+pub async fn app_with_droplet(c: &InProcess, api: &Api, name: &str) -> Result<String> {
+    let space = api.space_guid().await?;
+    let (app, pkg) = push_bits(api, &space, name).await?;
+    let b = build(api, &pkg).await?;
+    let staging = c.controller().staging();
+    let droplet = c.dir.path().join(format!("{name}.tgz"));
+    std::fs::write(&droplet, b"droplet")?;
+    let (s, g) = (staging.clone(), b.clone());
+    tokio::task::spawn_blocking(move || s.store_droplet(&g, &droplet)).await??;
+    let done = complete(
+        &staging,
+        &b,
+        TaskOutcome::Succeeded {
+            result: buildpack_result("./start"),
+        },
+    )
+    .await?;
+    let Completion::BuildStaged { droplet_guid } = done else {
+        bail!("staging did not succeed: {done:?}")
+    };
+    let (s, body) = api
+        .patch(
+            &format!("/v3/apps/{app}/relationships/current_droplet"),
+            json!({"data": {"guid": droplet_guid}}),
+        )
+        .await?;
+    ensure!(s == 200, "current droplet: {s} {body}");
+    Ok(app)
+}
+
+/// A test CA and a server certificate it signed for `localhost` and
+/// 127.0.0.1, as PEM files in `dir`: (ca.pem, server.pem, server.key).
+pub fn test_pki(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "controller-lite test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "controller-lite");
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
 }
