@@ -1,0 +1,194 @@
+//! What the executor asks garden for: the container spec of a run request
+//! (image, limits from the reservation, bind mounts) and the properties
+//! that let a restarted agent tell its containers apart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use garden_api::types::{
+    BindMount as GardenMount, BindMountMode, BindMountOrigin, ContainerSpec, DiskLimitScope,
+    Properties,
+};
+
+use super::config::{ExecutorConfig, HEALTHCHECK_PATH};
+use super::container::{Container, ContainerKind, Resources, RunRequest};
+
+/// Which executor created the container.
+pub const OWNER: &str = "executor:owner";
+/// The container's guid.
+pub const GUID: &str = "executor:guid";
+/// `lrp` or `task`.
+pub const KIND: &str = "executor:kind";
+/// Reserved memory in MB.
+pub const MEMORY_MB: &str = "executor:memory-mb";
+/// Reserved disk in MB.
+pub const DISK_MB: &str = "executor:disk-mb";
+/// Process limit.
+pub const MAX_PIDS: &str = "executor:max-pids";
+/// Prefix of the caller's tags.
+pub const TAG_PREFIX: &str = "tag:";
+
+const MIB: u64 = 1024 * 1024;
+
+/// The garden spec of `container` run as `request` from `image`.
+pub(crate) fn container_spec(
+    config: &ExecutorConfig,
+    container: &Container,
+    request: &RunRequest,
+    image: &str,
+    healthcheck_binary: &Path,
+) -> ContainerSpec {
+    let r = container.resources;
+    let mut spec = ContainerSpec {
+        handle: container.guid.clone(),
+        env: request.env.clone(),
+        privileged: request.privileged,
+        properties: properties(config, container, request.kind()),
+        ..ContainerSpec::default()
+    };
+    spec.image.uri = image.to_owned();
+    spec.limits.memory.limit_in_bytes = r.memory_mb * MIB;
+    spec.limits.disk.byte_hard = r.disk_mb * MIB;
+    spec.limits.disk.scope = DiskLimitScope::Exclusive;
+    spec.limits.pid.max = if r.max_pids == 0 {
+        config.default_max_pids
+    } else {
+        r.max_pids
+    };
+    spec.limits.cpu.weight = request.cpu_weight;
+    if request
+        .monitor
+        .as_ref()
+        .is_some_and(|m| !m.checks.is_empty())
+    {
+        spec.bind_mounts.push(GardenMount {
+            src_path: healthcheck_binary.display().to_string(),
+            dst_path: HEALTHCHECK_PATH.into(),
+            mode: BindMountMode::Ro,
+            origin: BindMountOrigin::Host,
+        });
+    }
+    for m in &request.bind_mounts {
+        spec.bind_mounts.push(GardenMount {
+            src_path: m.host_path.clone(),
+            dst_path: m.container_path.clone(),
+            mode: if m.read_write {
+                BindMountMode::Rw
+            } else {
+                BindMountMode::Ro
+            },
+            origin: BindMountOrigin::Host,
+        });
+    }
+    spec
+}
+
+fn properties(config: &ExecutorConfig, container: &Container, kind: ContainerKind) -> Properties {
+    let r = container.resources;
+    let mut p = Properties::from([
+        (OWNER.to_owned(), config.owner.clone()),
+        (GUID.to_owned(), container.guid.clone()),
+        (KIND.to_owned(), kind.as_str().to_owned()),
+        (MEMORY_MB.to_owned(), r.memory_mb.to_string()),
+        (DISK_MB.to_owned(), r.disk_mb.to_string()),
+        (MAX_PIDS.to_owned(), r.max_pids.to_string()),
+    ]);
+    for (key, value) in &container.tags {
+        p.insert(format!("{TAG_PREFIX}{key}"), value.clone());
+    }
+    p
+}
+
+/// What the properties of a garden container say about it: guid, kind,
+/// resources, tags.
+pub(crate) struct Described {
+    pub(crate) guid: String,
+    pub(crate) kind: Option<ContainerKind>,
+    pub(crate) resources: Resources,
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
+pub(crate) fn describe(handle: &str, p: &Properties) -> Described {
+    let number = |key: &str| p.get(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Described {
+        guid: p.get(GUID).cloned().unwrap_or_else(|| handle.to_owned()),
+        kind: match p.get(KIND).map(String::as_str) {
+            Some("lrp") => Some(ContainerKind::Lrp),
+            Some("task") => Some(ContainerKind::Task),
+            _ => None,
+        },
+        resources: Resources {
+            memory_mb: number(MEMORY_MB),
+            disk_mb: number(DISK_MB),
+            max_pids: number(MAX_PIDS),
+        },
+        tags: p
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(TAG_PREFIX)
+                    .map(|k| (k.to_owned(), v.clone()))
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use diego::models::action::{Action, RunAction};
+    use diego::models::check::{Check, CheckDefinition};
+
+    use super::*;
+    use crate::executor::state::ContainerState;
+
+    #[test]
+    fn spec_carries_limits_mounts_and_properties_that_read_back() {
+        let config = ExecutorConfig::default();
+        let container = Container {
+            guid: "g1".into(),
+            state: ContainerState::Initializing,
+            resources: Resources {
+                memory_mb: 128,
+                disk_mb: 256,
+                max_pids: 0,
+            },
+            tags: BTreeMap::from([("process-guid".to_string(), "web".to_string())]),
+            kind: None,
+            ports: Vec::new(),
+            allocated_at: SystemTime::now(),
+            state_changed_at: SystemTime::now(),
+            health: None,
+            result: None,
+            adopted: false,
+        };
+        let mut request = RunRequest::new("/rootfs", Action::Run(RunAction::default()));
+        request.cpu_weight = 50;
+        request.monitor = Some(CheckDefinition {
+            checks: vec![Check::Tcp {
+                port: 8080,
+                connect_timeout_ms: 0,
+            }],
+            log_source: String::new(),
+        });
+        let spec = container_spec(
+            &config,
+            &container,
+            &request,
+            "/rootfs",
+            Path::new("/usr/bin/cell-agent"),
+        );
+        assert_eq!(spec.limits.memory.limit_in_bytes, 128 * MIB);
+        assert_eq!(spec.limits.disk.byte_hard, 256 * MIB);
+        assert_eq!(spec.limits.disk.scope, DiskLimitScope::Exclusive);
+        assert_eq!(spec.limits.pid.max, config.default_max_pids);
+        assert_eq!(spec.limits.cpu.weight, 50);
+        assert_eq!(spec.bind_mounts[0].dst_path, HEALTHCHECK_PATH);
+        assert_eq!(spec.properties[OWNER], "executor");
+        let d = describe("g1", &spec.properties);
+        assert_eq!(d.guid, "g1");
+        assert_eq!(d.kind, Some(ContainerKind::Lrp));
+        assert_eq!(d.resources, container.resources);
+        assert_eq!(d.tags, container.tags);
+    }
+}
