@@ -12,7 +12,7 @@ use garden_api::types::{NetIn, NetOutRule, PortMapping};
 
 use crate::alloc::NetworkRequest;
 use crate::netns::{self, Netns};
-use crate::network::{Attachment, Entry, NetError, Network};
+use crate::network::{lock, Attachment, Entry, Inner, NetError, Network};
 use crate::nft;
 use crate::rules::{self, CheckedRule};
 use crate::state::Record;
@@ -323,47 +323,40 @@ impl Network {
     }
 
     /// Detach without taking the container's lock (the caller holds it).
+    /// The nft part is done before this returns: the container is cut off
+    /// and its host ports are free. Deleting links waits for the kernel's
+    /// RCU grace periods (20-50 ms per link here), so that runs in the
+    /// background; the address stays booked until its links are gone, and
+    /// the subnet's lock keeps a new container of that subnet waiting for
+    /// it. [`Network::settle`] waits for these removals.
     pub(crate) async fn undo_attachment(&self, handle: &str) -> Result<(), NetError> {
-        let Some((record, rules)) = self
-            .lock()
-            .entries
-            .get(handle)
-            .map(|e| (e.record.clone(), e.rules.clone()))
-        else {
+        let found = self.lock().entries.get(handle).map(|e| (e.record.clone(), e.rules.clone()));
+        let Some((record, rules)) = found else {
             return Ok(());
         };
-        let link_err = |source| NetError::Link {
-            handle: handle.to_owned(),
-            source,
-        };
         let prefix = rules::log_prefix(handle);
-        let objects = self
-            .table
-            .remove_container_objects(&self.rules_of(&record, &rules, &prefix));
-        nft::apply("detach", objects)
-            .await
-            .map_err(|source| NetError::Nft {
-                handle: handle.to_owned(),
-                source,
-            })?;
-        let subnet_lock = self.subnet_lock(record.subnet);
-        let _subnet = subnet_lock.lock().await;
-        self.links
-            .delete(&self.veth_name(record.ip))
-            .await
-            .map_err(link_err)?;
-        let subnet_empty = {
+        let objects = self.table.remove_container_objects(&self.rules_of(&record, &rules, &prefix));
+        nft::apply("detach", objects).await.map_err(|source| NetError::Nft { handle: handle.to_owned(), source })?;
+        {
             let mut inner = self.lock();
             inner.entries.remove(handle);
-            release_books(&mut inner, &record)
-        };
-        if subnet_empty {
-            self.links
-                .delete(&self.bridge_name(record.subnet))
-                .await
-                .map_err(link_err)?;
+            for mapping in &record.net_in {
+                inner.ports.release(u16::try_from(mapping.host_port).unwrap_or_default());
+            }
         }
-        self.state.remove(record.ip)?;
+        let removal = LinkRemoval {
+            links: self.links.clone(),
+            state: self.state.clone(),
+            inner: self.inner.clone(),
+            subnet_lock: self.subnet_lock(record.subnet),
+            veth: self.veth_name(record.ip),
+            bridge: self.bridge_name(record.subnet),
+            record,
+        };
+        let task = tokio::spawn(removal.run());
+        let mut removals = lock(&self.removals);
+        removals.retain(|t| !t.is_finished());
+        removals.push(task);
         Ok(())
     }
 
@@ -377,8 +370,41 @@ impl Network {
     }
 }
 
+/// Deleting a detached container's links, then freeing its address.
+struct LinkRemoval {
+    links: crate::link::Links,
+    state: crate::state::StateDir,
+    inner: Arc<std::sync::Mutex<Inner>>,
+    subnet_lock: Arc<tokio::sync::Mutex<()>>,
+    veth: String,
+    bridge: String,
+    record: Record,
+}
+
+impl LinkRemoval {
+    async fn run(self) {
+        let handle = &self.record.handle;
+        let _subnet = self.subnet_lock.lock().await;
+        if let Err(err) = self.links.delete(&self.veth).await {
+            // The address stays booked: a new container must not get a
+            // name that still exists.
+            tracing::error!(%handle, %err, "deleting the veth failed; its address stays in use");
+            return;
+        }
+        let subnet_empty = lock(&self.inner).ips.release(self.record.subnet, self.record.ip);
+        if subnet_empty {
+            if let Err(err) = self.links.delete(&self.bridge).await {
+                tracing::error!(%handle, %err, bridge = %self.bridge, "deleting the bridge failed");
+            }
+        }
+        if let Err(err) = self.state.remove(self.record.ip) {
+            tracing::error!(%handle, %err, "removing the network record failed");
+        }
+    }
+}
+
 /// Gives back a record's address and ports; true when its subnet is empty.
-fn release_books(inner: &mut crate::network::Inner, record: &Record) -> bool {
+fn release_books(inner: &mut Inner, record: &Record) -> bool {
     for mapping in &record.net_in {
         inner
             .ports

@@ -173,7 +173,9 @@ pub struct Network {
     pub(crate) mtu: u32,
     pub(crate) dns_servers: Vec<Ipv4Addr>,
     pub(crate) external_ip: Option<Ipv4Addr>,
-    pub(crate) inner: Mutex<Inner>,
+    pub(crate) inner: Arc<Mutex<Inner>>,
+    /// Link removals still running in the background (see `detach`).
+    pub(crate) removals: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Serialises bridge creation and removal per subnet.
     pub(crate) subnet_locks: Mutex<HashMap<Ipv4Net, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -205,11 +207,12 @@ impl Network {
         let network = Self {
             dns_servers: config.effective_dns_servers(Path::new("/etc/resolv.conf")),
             external_ip: config.external_ip.or(default_ip),
-            inner: Mutex::new(Inner {
+            removals: Mutex::new(Vec::new()),
+            inner: Arc::new(Mutex::new(Inner {
                 ips: IpAllocator::new(config.pool),
                 ports: PortPool::new(config.port_pool_start, config.port_pool_size),
                 entries: HashMap::new(),
-            }),
+            })),
             subnet_locks: Mutex::new(HashMap::new()),
             config,
             table,
@@ -399,14 +402,27 @@ impl Network {
         for handle in self.handles() {
             self.detach(&handle).await?;
         }
+        self.settle().await;
         nft::apply("teardown", self.table.drop_table_objects()).await?;
         Ok(())
     }
 
+    /// Waits until the links of detached containers are gone and their
+    /// addresses are free again.
+    pub async fn settle(&self) {
+        loop {
+            let pending: Vec<_> = lock(&self.removals).drain(..).collect();
+            if pending.is_empty() {
+                return;
+            }
+            for task in pending {
+                let _ = task.await;
+            }
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     pub(crate) fn subnet_lock(&self, subnet: Ipv4Net) -> Arc<tokio::sync::Mutex<()>> {
@@ -461,6 +477,12 @@ impl Network {
             log_prefix,
         }
     }
+}
+
+/// Locks a mutex, ignoring poisoning (the books stay consistent: every
+/// change under the lock is a single step).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Puts a restored record's address, ports and rules back in the books.

@@ -57,6 +57,9 @@ impl Garden {
         let mut errors = Vec::new();
         let dir = inner.depot.dir(handle);
         if steps.runtime {
+            for pea in super::pea::pea_dirs(&inner.depot.processes(handle)) {
+                self.remove_pea(&pea).await;
+            }
             if let Err(e) = inner.runc.delete(handle, &dir.join("runc.log")).await {
                 errors.push(e.into());
             }

@@ -19,6 +19,7 @@ mod destroy;
 mod error;
 pub mod files;
 mod info;
+mod pea;
 mod process;
 mod restore;
 pub mod rootfs;

@@ -53,18 +53,21 @@ impl Garden {
                 message: "path is empty: nothing to run".into(),
             });
         }
-        if !spec.image.uri.is_empty() {
+        let sidecar = !spec.image.uri.is_empty();
+        if !sidecar && !spec.bind_mounts.is_empty() {
             return Err(DaemonError::BadRequest {
                 what: "process",
-                message: "sidecar processes with their own image are not supported yet".into(),
+                message: "bind mounts are for processes with their own image".into(),
             });
         }
-        if spec.override_container_limits.is_some_and(|l| {
-            l.cpu.weight > 0 || l.cpu.limit_in_shares > 0 || l.memory.limit_in_bytes > 0
-        }) {
+        if !sidecar
+            && spec.override_container_limits.is_some_and(|l| {
+                l.cpu.weight > 0 || l.cpu.limit_in_shares > 0 || l.memory.limit_in_bytes > 0
+            })
+        {
             return Err(DaemonError::BadRequest {
                 what: "process limits",
-                message: "per-process limits are not supported: set them on the container".into(),
+                message: "per-process limits need a process with its own image (a sidecar)".into(),
             });
         }
         let id = if spec.id.is_empty() {
@@ -76,14 +79,6 @@ impl Garden {
             what: "process id",
             message: e.to_string(),
         })?;
-        let root = container.root_path();
-        let user_spec = if spec.user.is_empty() {
-            record.image_user.clone()
-        } else {
-            spec.user.clone()
-        };
-        let user =
-            super::create::blocking(move || super::files::lookup_user(&root, &user_spec)).await??;
         let dir = self.inner.depot.processes(&container.handle).join(&id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
@@ -98,18 +93,15 @@ impl Garden {
                 })
             }
         }
-        let process = process_json(&record, &spec, &user);
-        let path = dir.join(PROCESS);
-        std::fs::write(&path, process.to_string()).map_err(|source| DaemonError::Io {
-            action: "writing",
-            path,
-            source,
-        })?;
-        self.start_keeper(&container.handle, &dir, spec.tty.is_some())
-            .await
-            .inspect_err(|_| {
-                let _ = std::fs::remove_dir_all(&dir);
-            })?;
+        let started = if sidecar {
+            self.start_pea(container, &record, &spec, &dir).await
+        } else {
+            self.start_plain(container, &record, &spec, &dir).await
+        };
+        if let Err(e) = started {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         let p = connect(&dir, &id, io).await?;
         if let Some(size) = spec.tty.and_then(|t| t.window_size) {
             let _ = p.resize(size.rows, size.columns).await;
@@ -118,7 +110,68 @@ impl Garden {
         Ok(p)
     }
 
-    async fn start_keeper(&self, handle: &str, dir: &Path, tty: bool) -> Result<(), DaemonError> {
+    /// A process in the container itself: `process.json` for an exec.
+    async fn start_plain(
+        &self,
+        container: &Container,
+        record: &Record,
+        spec: &ProcessSpec,
+        dir: &Path,
+    ) -> Result<(), DaemonError> {
+        let root = container.root_path();
+        let user_spec = if spec.user.is_empty() {
+            record.image_user.clone()
+        } else {
+            spec.user.clone()
+        };
+        let user =
+            super::create::blocking(move || super::files::lookup_user(&root, &user_spec)).await??;
+        let defaults = Defaults {
+            env: [&record.image_env, &record.spec.env],
+            dir: &record.image_dir,
+        };
+        let process = process_json(&defaults, spec, &user);
+        let path = dir.join(PROCESS);
+        std::fs::write(&path, process.to_string()).map_err(|source| DaemonError::Io {
+            action: "writing",
+            path,
+            source,
+        })?;
+        self.start_keeper(&container.handle, dir, spec.tty.is_some(), false)
+            .await
+    }
+
+    /// A sidecar: its own container (a pea) with the process as init.
+    async fn start_pea(
+        &self,
+        container: &Container,
+        record: &Record,
+        spec: &ProcessSpec,
+        dir: &Path,
+    ) -> Result<(), DaemonError> {
+        let pea = self.prepare_pea(container, record, spec, dir).await?;
+        match self
+            .start_keeper(&pea.runtime_id, dir, spec.tty.is_some(), true)
+            .await
+        {
+            Ok(()) => {
+                self.watch_pea(dir.to_path_buf());
+                Ok(())
+            }
+            Err(e) => {
+                self.remove_pea(dir).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_keeper(
+        &self,
+        target: &str,
+        dir: &Path,
+        tty: bool,
+        pea: bool,
+    ) -> Result<(), DaemonError> {
         let inner = &self.inner;
         let mut cmd = tokio::process::Command::new(&inner.keeper_binary);
         cmd.arg("keep")
@@ -126,7 +179,7 @@ impl Garden {
             .arg(&inner.runc.binary)
             .arg("--root")
             .arg(&inner.runc.root)
-            .args(["--container", handle, "--dir"])
+            .args(["--container", target, "--dir"])
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -135,6 +188,9 @@ impl Garden {
             .process_group(0);
         if tty {
             cmd.arg("--tty");
+        }
+        if pea {
+            cmd.arg("--pea");
         }
         let mut child = cmd.spawn().map_err(|source| DaemonError::Io {
             action: "starting the keeper",
@@ -200,7 +256,7 @@ impl Garden {
     }
 }
 
-fn keeper_alive(dir: &Path) -> bool {
+pub(super) fn keeper_alive(dir: &Path) -> bool {
     keeper::keeper_pid(dir).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
@@ -387,13 +443,24 @@ impl Process for KeeperProcess {
     }
 }
 
-/// The OCI process for `garden-runc exec`, Garden's way: the image's and
-/// container's environment under the process's own, the user's home as the
-/// default directory, Garden's capabilities (effective only for root).
-fn process_json(record: &Record, spec: &ProcessSpec, user: &User) -> Value {
+/// Where a process's defaults come from: the container's image and spec,
+/// or a sidecar's own image.
+pub(super) struct Defaults<'a> {
+    /// Environments under the process's own, lowest first.
+    pub env: [&'a Vec<String>; 2],
+    /// The image's working directory.
+    pub dir: &'a str,
+}
+
+/// The OCI process for `garden-runc exec` (or a sidecar's init), Garden's
+/// way: the image's and container's environment under the process's own,
+/// the user's home as the default directory, Garden's capabilities
+/// (effective only for root).
+pub(super) fn process_json(defaults: &Defaults<'_>, spec: &ProcessSpec, user: &User) -> Value {
     let mut args = vec![spec.path.clone()];
     args.extend(spec.args.iter().cloned());
-    let mut env = merge_env(&[&record.image_env, &record.spec.env, &spec.env]);
+    let [image_env, container_env] = defaults.env;
+    let mut env = merge_env(&[image_env, container_env, &spec.env]);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
@@ -407,11 +474,11 @@ fn process_json(record: &Record, spec: &ProcessSpec, user: &User) -> Value {
     {
         env.push(format!("USER={}", spec.user));
     }
-    let cwd = [&spec.dir, &record.image_dir, &user.home]
+    let cwd = [spec.dir.as_str(), defaults.dir, user.home.as_str()]
         .into_iter()
         .find(|d| d.starts_with('/'))
-        .cloned()
-        .unwrap_or_else(|| "/".to_string());
+        .unwrap_or("/")
+        .to_string();
     let caps = json!(GARDEN_CAPS);
     let capabilities = if user.uid == 0 {
         json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps})

@@ -23,6 +23,7 @@ impl Garden {
             match self.restore_one(&handle).await {
                 Ok(c) => {
                     lock(&self.inner.containers).insert(handle.clone(), Arc::new(c));
+                    self.restore_peas(&handle).await;
                     restored += 1;
                 }
                 Err(reason) => {
@@ -64,11 +65,27 @@ impl Garden {
         })
     }
 
-    /// Runtime containers and volumes without a depot directory are what a
-    /// crash in the middle of create or destroy left.
+    /// Sidecars still running are watched again; those that ended while
+    /// the daemon was away are removed.
+    async fn restore_peas(&self, handle: &str) {
+        for dir in super::pea::pea_dirs(&self.inner.depot.processes(handle)) {
+            let running =
+                super::process::keeper_alive(&dir) && crate::keeper::recorded_exit(&dir).is_none();
+            if running {
+                self.watch_pea(dir);
+            } else {
+                self.remove_pea(&dir).await;
+            }
+        }
+    }
+
+    /// Runtime containers and volumes without a depot directory (or, for a
+    /// sidecar, a process directory) are what a crash in the middle of
+    /// create or destroy left.
     async fn remove_orphans(&self) {
         let inner = &self.inner;
-        let known = |h: &str| inner.depot.dir(h).exists();
+        let peas = self.pea_ids();
+        let known = |h: &str| inner.depot.dir(h).exists() || peas.contains(h);
         if let Ok(ids) = inner.runc.library().root.list() {
             for id in ids.iter().filter(|id| !known(id)) {
                 tracing::warn!(handle = id, "removing an orphaned runtime container");

@@ -35,7 +35,8 @@ pub struct Runc {
 }
 
 impl Runc {
-    /// `create` (with its errors in `log`) then `start`.
+    /// `run --detach`: create and start in one exec (errors in `log`); a
+    /// failed start leaves no container behind.
     pub async fn create_and_start(
         &self,
         bundle: &Path,
@@ -43,11 +44,10 @@ impl Runc {
         log: &Path,
     ) -> Result<(), RuncError> {
         let mut cmd = self.command(log);
-        cmd.arg("create").arg("--bundle").arg(bundle).arg(handle);
-        self.status(cmd, "create", handle, log).await?;
-        let mut cmd = self.command(log);
-        cmd.arg("start").arg(handle);
-        self.status(cmd, "start", handle, log).await
+        cmd.args(["run", "--detach", "--bundle"])
+            .arg(bundle)
+            .arg(handle);
+        self.status(cmd, "run", handle, log).await
     }
 
     /// `delete --force`: kills whatever runs, removes cgroup and state.

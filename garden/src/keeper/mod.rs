@@ -37,6 +37,8 @@ pub const PID: &str = "pid";
 pub const KEEPER_PID: &str = "keeper.pid";
 pub const EXIT: &str = "exit";
 pub const RUNC_LOG: &str = "runc.log";
+/// A sidecar's bundle, in its process directory.
+pub const PEA_BUNDLE: &str = "bundle";
 pub const LOG: &str = "keeper.log";
 
 /// Output kept for a detached client, per process.
@@ -54,6 +56,9 @@ pub struct KeeperArgs {
     pub dir: PathBuf,
     /// The process has a terminal.
     pub tty: bool,
+    /// The process is a sidecar's init: `container` is its own runtime
+    /// container, created from `dir/bundle` and started here.
+    pub pea: bool,
 }
 
 /// Runs the keeper: prints `ok <pid>` (or `error <message>`) as its first

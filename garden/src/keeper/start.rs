@@ -11,7 +11,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::{KeeperArgs, PID, PROCESS, RUNC_LOG, SOCKET};
+use super::{KeeperArgs, PEA_BUNDLE, PID, PROCESS, RUNC_LOG, SOCKET};
 use crate::runtime::container::tty::ConsoleListener;
 use crate::runtime::sys;
 
@@ -158,9 +158,10 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), KeeperError> {
     Ok(())
 }
 
-/// Runs `garden-runc exec -d` with the process's stdio and returns the
-/// process's pid. The `Command` (holding the process's ends of the pipes)
-/// is gone when this returns, so end-of-file reaches the keeper.
+/// Runs `garden-runc exec -d` (a sidecar: `create` then `start`) with the
+/// process's stdio and returns the process's pid. The `Command` (holding
+/// the process's ends of the pipes) is gone when this returns, so
+/// end-of-file reaches the keeper.
 fn exec(
     args: &KeeperArgs,
     console: Option<&Path>,
@@ -168,17 +169,15 @@ fn exec(
 ) -> Result<Pid, KeeperError> {
     let log = args.dir.join(RUNC_LOG);
     let pid_file = args.dir.join(PID);
-    let mut cmd = Command::new(&args.runtime);
-    cmd.arg("--root")
-        .arg(&args.root)
-        .arg("--log")
-        .arg(&log)
-        .arg("--log-format")
-        .arg("json")
-        .args(["exec", "--detach", "--pid-file"])
-        .arg(&pid_file)
-        .arg("--process")
-        .arg(args.dir.join(PROCESS));
+    let mut cmd = runtime(args, &log);
+    if args.pea {
+        cmd.args(["create", "--bundle"])
+            .arg(args.dir.join(PEA_BUNDLE));
+    } else {
+        cmd.args(["exec", "--detach", "--process"])
+            .arg(args.dir.join(PROCESS));
+    }
+    cmd.arg("--pid-file").arg(&pid_file);
     if let Some(c) = console {
         cmd.arg("--console-socket").arg(c);
     }
@@ -188,11 +187,19 @@ fn exec(
         .stderr(stderr);
     let status = cmd.status().map_err(io_err("starting", &args.runtime))?;
     drop(cmd);
-    if !status.success() {
-        return Err(KeeperError::Runtime(
-            crate::daemon::runc::last_error(&log)
-                .unwrap_or_else(|| "garden-runc exec failed without a message".to_string()),
-        ));
+    check(status, &log)?;
+    if args.pea {
+        let mut start = runtime(args, &log);
+        start
+            .arg("start")
+            .arg(&args.container)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        check(
+            start.status().map_err(io_err("starting", &args.runtime))?,
+            &log,
+        )?;
     }
     let pid = std::fs::read_to_string(&pid_file).map_err(io_err("reading", &pid_file))?;
     let pid: i32 = pid
@@ -200,6 +207,27 @@ fn exec(
         .parse()
         .map_err(|_| KeeperError::Runtime(format!("{} holds no pid", pid_file.display())))?;
     Ok(Pid::from_raw(pid))
+}
+
+fn runtime(args: &KeeperArgs, log: &Path) -> Command {
+    let mut cmd = Command::new(&args.runtime);
+    cmd.arg("--root")
+        .arg(&args.root)
+        .arg("--log")
+        .arg(log)
+        .arg("--log-format")
+        .arg("json");
+    cmd
+}
+
+fn check(status: std::process::ExitStatus, log: &Path) -> Result<(), KeeperError> {
+    if status.success() {
+        return Ok(());
+    }
+    Err(KeeperError::Runtime(
+        crate::daemon::runc::last_error(log)
+            .unwrap_or_else(|| format!("garden-runc {status} without a message")),
+    ))
 }
 
 /// After the readiness line: stdout and stderr go to the keeper's log, so a

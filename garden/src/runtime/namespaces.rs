@@ -109,6 +109,13 @@ impl Default for Plan {
 }
 
 impl Plan {
+    /// An existing user namespace is joined.
+    pub fn joins_user(&self) -> bool {
+        self.join
+            .iter()
+            .any(|(kind, _)| *kind == LinuxNamespaceType::User)
+    }
+
     /// The plan for `create`: the spec's namespaces, created or joined.
     pub fn for_spec(spec: &Spec) -> Result<Plan, NamespaceError> {
         let namespaces = spec

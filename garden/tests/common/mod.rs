@@ -313,3 +313,4 @@ pub fn is_zombie(pid: i32) -> bool {
         })
         .unwrap_or(true)
 }
+pub mod daemon;

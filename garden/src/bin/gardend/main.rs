@@ -43,6 +43,10 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         tty: bool,
+        /// The process is a sidecar's init: `container` names its own
+        /// runtime container, `dir/bundle` is its bundle.
+        #[arg(long)]
+        pea: bool,
     },
 }
 
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         container,
         dir,
         tty,
+        pea,
     }) = cli.command
     {
         let code = keeper::run(&KeeperArgs {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
             container,
             dir,
             tty,
+            pea,
         });
         return ExitCode::from(code as u8);
     }

@@ -52,9 +52,10 @@ pub fn enter(plan: &Plan, cgroup: &Cgroup, ch: &Channel) -> Result<Option<()>, S
             ch.send(&Message::UserNamespaceReady)?;
         }
         expect_proceed(ch)?;
-        if plan.new_user {
-            // Become root of the new namespace (when 0 is mapped) so files
-            // we create are owned by the container's root.
+        if plan.new_user || plan.joins_user() {
+            // Become root of the new (or joined) namespace (when 0 is
+            // mapped) so files we create are owned by the container's root:
+            // an unmapped owner would fail with EOVERFLOW.
             let _ = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0));
             let _ = nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0));
         }
