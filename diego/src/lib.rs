@@ -10,3 +10,4 @@ pub mod auction;
 pub mod backoff;
 pub mod convergence;
 pub mod models;
+pub mod rep;
