@@ -33,6 +33,22 @@ pub enum ClientError {
     /// No `cfl target` yet.
     #[error("no org and space targeted: run `cfl target -o ORG -s SPACE`")]
     NoTarget,
+    /// The server's TLS certificate is not trusted (or not valid for it).
+    #[error("{url}: the server's TLS certificate is not trusted ({detail}); give its CA with --ca-cert FILE (or CFL_CA_CERT), or log in with --skip-ssl-validation")]
+    UntrustedCertificate {
+        /// The URL.
+        url: String,
+        /// rustls's reason.
+        detail: String,
+    },
+    /// The CA file given with --ca-cert or CFL_CA_CERT is unusable.
+    #[error("CA certificate file {path}: {detail}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
     /// Connection or protocol failure.
     #[error("{url}: {source}")]
     Http {
@@ -102,14 +118,45 @@ fn error_from(url: &str, resp: Response) -> ClientError {
     }
 }
 
+/// The rustls error somewhere in `err`'s source chain. hyper and
+/// tokio-rustls wrap it in `io::Error`s, whose own `source` skips the
+/// wrapped error, so look inside those too.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls.to_string());
+    }
+    if let Some(inner) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(found) = tls_failure(inner) {
+            return Some(found);
+        }
+    }
+    err.source().and_then(tls_failure)
+}
+
+/// A transport error, told apart when it is an untrusted certificate.
+pub fn http_error(url: &str, source: reqwest::Error) -> ClientError {
+    match tls_failure(&source) {
+        Some(detail) if source.is_connect() || source.is_request() => {
+            ClientError::UntrustedCertificate {
+                url: url.to_owned(),
+                detail,
+            }
+        }
+        _ => ClientError::Http {
+            url: url.to_owned(),
+            source,
+        },
+    }
+}
+
 fn read_json(url: &str, resp: Response) -> Result<Value, ClientError> {
     if !resp.status().is_success() {
         return Err(error_from(url, resp));
     }
-    let text = resp.text().map_err(|source| ClientError::Http {
-        url: url.to_owned(),
-        source,
-    })?;
+    let text = resp.text().map_err(|source| http_error(url, source))?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -119,17 +166,51 @@ fn read_json(url: &str, resp: Response) -> Result<Value, ClientError> {
     })
 }
 
-fn http_client() -> Result<Http, ClientError> {
+/// How the client checks the API's TLS certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Accept any certificate (`--skip-ssl-validation`).
+    pub skip_validation: bool,
+    /// Trust this PEM CA file besides the system's roots (`--ca-cert`).
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// The options saved at login, with `CFL_CA_CERT` overriding the CA file.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            skip_validation: config.skip_ssl_validation,
+            ca_cert: std::env::var_os("CFL_CA_CERT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| config.ca_cert.clone()),
+        }
+    }
+}
+
+fn http_client(tls: &TlsOptions) -> Result<Http, ClientError> {
     // TLS through rustls with ring (no C toolchain); idempotent.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Http::builder()
+    let mut builder = Http::builder()
         .timeout(Duration::from_secs(600))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|source| ClientError::Http {
-            url: String::new(),
-            source,
-        })
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(path) = &tls.ca_cert {
+        let ca_err = |detail: String| ClientError::CaFile {
+            path: path.clone(),
+            detail,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ca_err("no CERTIFICATE block".into()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    if tls.skip_validation {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(|source| http_error("", source))
 }
 
 /// Asks the token endpoint for tokens (`password` or `refresh_token` grant).
@@ -141,10 +222,7 @@ fn token_grant(http: &Http, login_url: &str, form: &[(&str, &str)]) -> Result<Va
         .header("Accept", "application/json")
         .form(form)
         .send()
-        .map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(|source| http_error(&url, source))?;
     if resp.status().as_u16() == 401 {
         return Err(match error_from(&url, resp) {
             ClientError::Auth(d) => ClientError::Auth(d),
@@ -172,19 +250,21 @@ fn tokens_into(config: &mut Config, body: &Value) -> Result<(), ClientError> {
 impl Client {
     /// `cfl login`: reads the root document for the login and log-cache
     /// URLs, gets tokens with the password grant and saves them.
+    /// `tls` is saved with the tokens and used by every later command.
     pub fn login(
         api: &str,
         user: &str,
         password: &str,
+        tls: &TlsOptions,
         path: PathBuf,
     ) -> Result<Self, ClientError> {
-        let http = http_client()?;
+        let http = http_client(tls)?;
         let api = api.trim_end_matches('/').to_owned();
         let url = format!("{api}/");
-        let resp = http.get(&url).send().map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let resp = http
+            .get(&url)
+            .send()
+            .map_err(|source| http_error(&url, source))?;
         let root = read_json(&url, resp)?;
         let link = |name: &str| root["links"][name]["href"].as_str().map(str::to_owned);
         let login_url = link("login").ok_or_else(|| ClientError::Unexpected {
@@ -195,6 +275,8 @@ impl Client {
             log_cache_url: link("log_cache").unwrap_or_else(|| api.clone()),
             api,
             login_url,
+            skip_ssl_validation: tls.skip_validation,
+            ca_cert: tls.ca_cert.clone(),
             ..Config::default()
         };
         let body = token_grant(
@@ -218,7 +300,7 @@ impl Client {
             return Err(ClientError::NotLoggedIn);
         }
         let mut client = Self {
-            http: http_client()?,
+            http: http_client(&TlsOptions::from_config(&config))?,
             config,
             path,
         };
@@ -280,10 +362,7 @@ impl Client {
             let resp = build(&self.http)
                 .bearer_auth(&self.config.access_token)
                 .send()
-                .map_err(|source| ClientError::Http {
-                    url: url.to_owned(),
-                    source,
-                })?;
+                .map_err(|source| http_error(url, source))?;
             if resp.status().as_u16() == 401 && !refreshed {
                 self.refresh()?;
                 refreshed = true;

@@ -470,5 +470,5 @@ pub fn create_buildpack(
             .multipart(reqwest::blocking::multipart::Form::new().part("bits", part))
     })?;
     resp.json()
-        .map_err(|source| ClientError::Http { url, source })
+        .map_err(|source| crate::client::http_error(&url, source))
 }

@@ -60,6 +60,12 @@ pub struct Config {
     pub refresh_token: String,
     /// The targeted org and space, if any.
     pub target: Option<Target>,
+    /// Accept any TLS certificate from the API (`login --skip-ssl-validation`).
+    #[serde(default)]
+    pub skip_ssl_validation: bool,
+    /// A PEM CA file trusted besides the system's roots (`login --ca-cert`).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Config {

@@ -1,7 +1,9 @@
 //! Reading log-cache (`/api/v1/read/:app_guid`): staging output during a
-//! push, `cfl logs --recent` and following.
+//! push, `cfl logs --recent` (the newest lines, as the cf CLI asks for them:
+//! `descending=true&limit=1000`, then reversed) and following (from just
+//! after the server's newest line, until the app is deleted).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -34,14 +36,6 @@ impl LogLine {
     }
 }
 
-/// Now in nanoseconds since the epoch.
-pub fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
 fn parse(e: &Value) -> Option<LogLine> {
     let payload = e["log"]["payload"].as_str()?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -56,27 +50,59 @@ fn parse(e: &Value) -> Option<LogLine> {
     })
 }
 
-/// Log lines of an app from `start_ns` on (inclusive), oldest first.
+/// Lines the cf CLI asks for with `logs --recent`.
+pub const RECENT_LINES: usize = 1000;
+
+/// One log-cache read of an app's LOG envelopes, in the order the server
+/// sent them.
+fn read_raw(client: &mut Client, app_guid: &str, query: &str) -> Result<Vec<LogLine>, ClientError> {
+    let base = client.config.log_cache_url.trim_end_matches('/').to_owned();
+    let url = format!("{base}/api/v1/read/{app_guid}?envelope_types=LOG&{query}");
+    let body = client.get(&url)?;
+    Ok(body["envelopes"]["batch"]
+        .as_array()
+        .map(|b| b.iter().filter_map(parse).collect())
+        .unwrap_or_default())
+}
+
+/// Log lines of an app from `start_ns` on (inclusive), oldest first (at
+/// most 1000 per call).
 pub fn read(
     client: &mut Client,
     app_guid: &str,
     start_ns: u128,
 ) -> Result<Vec<LogLine>, ClientError> {
-    let base = client.config.log_cache_url.trim_end_matches('/').to_owned();
-    let url = format!(
-        "{base}/api/v1/read/{app_guid}?start_time={start_ns}&envelope_types=LOG&limit=1000"
-    );
-    let body = client.get(&url)?;
-    let mut lines: Vec<LogLine> = body["envelopes"]["batch"]
-        .as_array()
-        .map(|b| b.iter().filter_map(parse).collect())
-        .unwrap_or_default();
+    let mut lines = read_raw(
+        client,
+        app_guid,
+        &format!("start_time={start_ns}&limit=1000"),
+    )?;
     lines.sort_by_key(|l| l.timestamp);
     Ok(lines)
 }
 
-/// Polls for new lines, handing each to `sink`, until `done` says stop.
-/// Returns the next start time.
+/// The newest `limit` lines, oldest first: log-cache read with
+/// `descending=true&limit=N`, reversed, as the cf CLI does for `--recent`.
+pub fn newest(
+    client: &mut Client,
+    app_guid: &str,
+    limit: usize,
+) -> Result<Vec<LogLine>, ClientError> {
+    let mut lines = read_raw(client, app_guid, &format!("descending=true&limit={limit}"))?;
+    lines.sort_by_key(|l| l.timestamp);
+    Ok(lines)
+}
+
+/// Where to start reading to see only lines written from now on: just
+/// after the server's newest line (no clock of ours involved).
+pub fn next_start(client: &mut Client, app_guid: &str) -> Result<u128, ClientError> {
+    Ok(newest(client, app_guid, 1)?
+        .last()
+        .map(|l| l.timestamp + 1)
+        .unwrap_or(0))
+}
+
+/// Hands every line from `from_ns` on to `sink`; returns the next start.
 pub fn poll_new<F>(
     client: &mut Client,
     app_guid: &str,
@@ -87,24 +113,43 @@ where
     F: FnMut(&LogLine),
 {
     let mut next = from_ns;
-    for line in read(client, app_guid, from_ns)? {
-        sink(&line);
-        next = next.max(line.timestamp + 1);
+    loop {
+        let lines = read(client, app_guid, next)?;
+        let full = lines.len() >= 1000;
+        for line in &lines {
+            sink(line);
+            next = next.max(line.timestamp + 1);
+        }
+        // A full page may have more behind it.
+        if !full {
+            return Ok(next);
+        }
     }
-    Ok(next)
 }
 
-/// `cfl logs`: the recent lines, or (follow) every new line until killed.
-pub fn show(client: &mut Client, app_guid: &str, follow: bool) -> Result<(), ClientError> {
-    let mut next = if follow { now_ns() } else { 0 };
-    if !follow {
-        for line in read(client, app_guid, 0)? {
-            println!("{}", line.render());
-        }
-        return Ok(());
+/// `cfl logs --recent`: the newest lines kept, oldest first.
+pub fn recent(client: &mut Client, app_guid: &str) -> Result<(), ClientError> {
+    for line in newest(client, app_guid, RECENT_LINES)? {
+        println!("{}", line.render());
     }
+    Ok(())
+}
+
+/// `cfl logs`: prints every new line until the app is deleted (returns
+/// `Ok`) or the process is interrupted.
+pub fn follow(client: &mut Client, app_guid: &str) -> Result<(), ClientError> {
+    let mut next = next_start(client, app_guid)?;
     loop {
-        next = poll_new(client, app_guid, next, |l| println!("{}", l.render()))?;
+        let polled = poll_new(client, app_guid, next, |l| {
+            println!("{}", l.render());
+        });
+        match polled {
+            Ok(n) => next = n,
+            // The log source is the app: gone means deleted.
+            Err(ClientError::Api { status: 404, .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        std::io::Write::flush(&mut std::io::stdout()).ok();
         std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use cfl::client::Client;
+use cfl::client::{Client, TlsOptions};
 use cfl::config::Config;
 use cfl::manifest::Overrides;
 use cfl::{commands, logs, manifest, push};
@@ -35,6 +35,13 @@ enum Command {
         org: Option<String>,
         #[arg(short = 's', long)]
         space: Option<String>,
+        /// Accept any TLS certificate from the API (kept for later commands).
+        #[arg(long)]
+        skip_ssl_validation: bool,
+        /// A PEM file with the CA that signed the API's certificate (kept
+        /// for later commands; CFL_CA_CERT overrides it for any command).
+        #[arg(long, env = "CFL_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Target an org and space (shows the target without flags).
     Target {
@@ -53,7 +60,8 @@ enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Show logs (follow, or --recent).
+    /// Follow an app's logs until ^C or the app is deleted; --recent shows
+    /// the newest lines kept and exits.
     Logs {
         name: String,
         #[arg(long)]
@@ -277,8 +285,21 @@ fn run(cmd: Command) -> Result<()> {
             password,
             org,
             space,
+            skip_ssl_validation,
+            ca_cert,
         } => {
-            let mut c = Client::login(&api, &username, &password, config_path()?)
+            let ca_cert = match ca_cert {
+                Some(p) => Some(
+                    std::fs::canonicalize(&p)
+                        .with_context(|| format!("CA certificate file {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let tls = TlsOptions {
+                skip_validation: skip_ssl_validation,
+                ca_cert,
+            };
+            let mut c = Client::login(&api, &username, &password, &tls, config_path()?)
                 .context("login failed")?;
             println!("Logged in to {api} as {username}.");
             let t = commands::target(
@@ -308,7 +329,13 @@ fn run(cmd: Command) -> Result<()> {
         Command::Logs { name, recent } => {
             let mut c = client()?;
             let app = commands::find_app(&mut c, &name)?;
-            logs::show(&mut c, app["guid"].as_str().unwrap_or_default(), !recent)?;
+            let guid = app["guid"].as_str().unwrap_or_default().to_owned();
+            if recent {
+                logs::recent(&mut c, &guid)?;
+            } else {
+                logs::follow(&mut c, &guid)?;
+                println!("App {name} was deleted; stopped following its logs.");
+            }
         }
         Command::Scale {
             name,

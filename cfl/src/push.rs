@@ -259,7 +259,7 @@ fn stage(
     package: &str,
     timeout: Duration,
 ) -> Result<String, PushError> {
-    let mut since = logs::now_ns();
+    let mut since = logs::next_start(client, app_guid)?;
     let build = client.post("/v3/builds", &json!({"package": {"guid": package}}))?;
     let guid = build["guid"].as_str().unwrap_or_default().to_owned();
     println!("Staging app and tracing logs...");

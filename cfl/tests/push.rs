@@ -39,6 +39,17 @@ fn write_app(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+fn write_buildpack_zip(path: &Path) -> Result<()> {
+    let mut w = zip::ZipWriter::new(fs::File::create(path)?);
+    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    for script in ["bin/detect", "bin/supply", "bin/finalize", "bin/release"] {
+        w.start_file(script, opts)?;
+        std::io::Write::write_all(&mut w, b"#!/bin/sh\nexit 0\n")?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
 #[test]
 fn login_target_push_and_everyday_commands() -> Result<()> {
     let ctl = Controller::start()?;
@@ -130,6 +141,51 @@ fn login_target_push_and_everyday_commands() -> Result<()> {
     ensure!(out.contains("is stopped"), "{out}");
     let out = ok(h, h, &["start", "hello"])?;
     ensure!(out.contains("is started"), "{out}");
+    let out = ok(h, h, &["restart", "hello"])?;
+    ensure!(out.contains("App hello is started"), "{out}");
+    // The restart replaced the instances; the cell reports them running again.
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = ok(h, h, &["app", "hello"])?;
+        if out.contains("instances:      3/3") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ensure!(out.contains("instances:      3/3"), "running again: {out}");
+    let o = cfl(h, h, &["restart", "nope"])?;
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("App 'nope' not found"),
+        "{}",
+        stderr(&o)
+    );
+
+    let bp = h.join("go_buildpack.zip");
+    write_buildpack_zip(&bp)?;
+    let bp_path = bp.display().to_string();
+    let out = ok(h, h, &["create-buildpack", "go_bp", &bp_path, "1"])?;
+    ensure!(
+        out.contains("Created buildpack go_bp at position 1: READY"),
+        "{out}"
+    );
+    let out = ok(h, h, &["buildpacks", "--json"])?;
+    let bps: serde_json::Value = serde_json::from_str(&out)?;
+    ensure!(
+        bps[0]["name"] == "go_bp"
+            && bps[0]["state"] == "READY"
+            && bps[0]["filename"] == "go_buildpack.zip",
+        "{bps}"
+    );
+    let out = ok(h, h, &["buildpacks"])?;
+    ensure!(out.contains("go_bp"), "{out}");
+    let o = cfl(h, h, &["create-buildpack", "go_bp", &bp_path, "2"])?;
+    ensure!(o.status.code() == Some(1), "a second go_bp is refused");
+    let o = cfl(h, h, &["create-buildpack", "other_bp", "/no/such.zip", "1"])?;
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("/no/such.zip"),
+        "{}",
+        stderr(&o)
+    );
     let out = ok(
         h,
         h,

@@ -40,6 +40,11 @@ pub struct Controller {
 
 impl Controller {
     pub fn start() -> Result<Self> {
+        Self::start_with("", "")
+    }
+
+    /// With `top` (top-level keys, e.g. TLS) and `auth` (keys of `[auth]`).
+    pub fn start_with(top: &str, auth: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let config = dir.path().join("controller.toml");
@@ -49,9 +54,11 @@ impl Controller {
                 r#"listen = "127.0.0.1:0"
 data_dir = "{}"
 apps_domain = "apps.cfl.internal"
+{top}
 [auth]
 argon2_memory_kib = 64
 argon2_iterations = 1
+{auth}
 [[auth.users]]
 name = "admin"
 password = "admin-pw"
@@ -76,8 +83,13 @@ admin = true
             let _ = child.wait();
             bail!("controller did not start: {line:?}");
         };
+        let scheme = if top.contains("tls_cert") {
+            "https"
+        } else {
+            "http"
+        };
         Ok(Self {
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             child,
             data_dir: data,
             dir,
@@ -100,17 +112,21 @@ impl Drop for Controller {
     }
 }
 
-/// Runs `cfl` with HOME = `home` in `cwd`.
-pub fn cfl(home: &Path, cwd: &Path, args: &[&str]) -> Result<Output> {
-    let out = Command::new(env!("CARGO_BIN_EXE_cfl"))
-        .args(args)
+/// `cfl` with HOME = `home` in `cwd`, not started yet.
+pub fn cfl_command(home: &Path, cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfl"));
+    cmd.args(args)
         .env("HOME", home)
         .env_remove("CFL_HOME")
+        .env_remove("CFL_CA_CERT")
         .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .context("running cfl")?;
-    Ok(out)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cfl` with HOME = `home` in `cwd`.
+pub fn cfl(home: &Path, cwd: &Path, args: &[&str]) -> Result<Output> {
+    cfl_command(home, cwd, args).output().context("running cfl")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -151,16 +167,20 @@ impl Cell {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(CellLog::default()));
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The cell of the https tests does not check the test certificate.
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
+            .danger_accept_invalid_certs(base.starts_with("https://"))
             .build()?;
-        let token = admin_token(&http, base)?;
+        admin_token(&http, base)?;
         let (b, k, s, l) = (base.to_owned(), key.to_owned(), stop.clone(), log.clone());
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 // Errors are retried on the next round; the test's
-                // assertions say what went wrong.
-                let _ = cell_round(&http, &b, &k, &token, fail, &l);
+                // assertions say what went wrong. A token per round: some
+                // tests make them short-lived.
+                let _ = admin_token(&http, &b)
+                    .and_then(|token| cell_round(&http, &b, &k, &token, fail, &l));
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -302,4 +322,53 @@ fn cell_round(
         }
     }
     Ok(())
+}
+
+/// Posts log lines for an app as a cell does.
+pub fn post_logs(base: &str, key: &str, app_guid: &str, lines: &[String]) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    let batch: Vec<Value> = lines
+        .iter()
+        .map(|l| json!({"source_id": app_guid, "source_type": "APP/PROC/WEB", "instance_id": "0", "line": l}))
+        .collect();
+    let resp = http
+        .post(format!("{base}/internal/v1/logs"))
+        .bearer_auth(key)
+        .json(&batch)
+        .send()?;
+    if !resp.status().is_success() {
+        bail!("posting logs: {}", resp.status());
+    }
+    Ok(())
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and
+/// `localhost`, as PEM files in `dir`: (ca.pem, server.pem, server.key).
+pub fn test_pki(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cfl test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
 }
