@@ -12,8 +12,7 @@ use cell_agent::executor::{
 use common::{request, sh, Cell};
 use diego::models::action::{Action, EmitProgressAction, Steps, TimeoutAction, TryAction};
 use diego::models::check::{Check, CheckDefinition};
-use garden_api::client::{Client, OutputStreams};
-use garden_api::types::ProcessSpec;
+use garden_api::client::Client;
 use tokio_util::sync::CancellationToken;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -100,44 +99,16 @@ async fn lrp_with_a_port_check_runs_reports_metrics_and_stops() {
     metrics.cancel();
 }
 
-/// Answers 200 until /tmp/sick exists, then 503.
-const HTTP_SERVER: &str = r#"
-cat > /tmp/answer <<'EOF'
-#!/bin/sh
-read request
-if [ -e /tmp/sick ]; then
-  printf 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n'
-else
-  printf 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
-fi
-EOF
-chmod +x /tmp/answer
-exec nc -ll -p 8081 -e /tmp/answer
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn http_check_passes_then_liveness_failure_crashes_the_instance() {
     let mut cell = Cell::start();
     let guid = common::guid("http");
-    let mut req = request(sh(HTTP_SERVER));
-    req.monitor = Some(CheckDefinition {
-        checks: vec![Check::Http {
-            port: 8081,
-            path: "/health".into(),
-            request_timeout_ms: 0,
-        }],
-        log_source: String::new(),
-    });
+    let mut req = request(sh(common::HTTP_SERVER));
+    req.monitor = common::http_check(8081);
     cell.garden.loopback_up_soon(&guid);
     cell.start_container(&guid, req);
     cell.running(&guid, LONG).await;
-    let spec = ProcessSpec {
-        path: "/bin/touch".into(),
-        args: vec!["/tmp/sick".into()],
-        ..ProcessSpec::default()
-    };
-    let status = run_in(&cell.garden.client, &guid, spec).await;
-    assert_eq!(status, 0);
+    common::make_sick(&cell.garden.client, &guid).await;
     let done = cell.completed(&guid, LONG).await;
     let result = done.result.expect("result");
     assert!(result.failed, "{result:?}");
@@ -148,14 +119,6 @@ async fn http_check_passes_then_liveness_failure_crashes_the_instance() {
         "{result:?}"
     );
     cell.executor.delete(&guid).await.expect("delete");
-}
-
-async fn run_in(client: &Client, handle: &str, spec: ProcessSpec) -> i32 {
-    let process = client
-        .run(handle, &spec, OutputStreams::NONE)
-        .await
-        .expect("run");
-    process.wait().await.expect("status")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,4 +316,35 @@ async fn reserve_beyond_capacity_is_refused() {
         .run("nope", common::request(sh("true")))
         .expect_err("unknown");
     assert_eq!(err.to_string(), "container nope not found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_memory_is_named_in_the_failure() {
+    let mut cell = Cell::start();
+    let guid = common::guid("oom");
+    let mut req = request(sh(
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ));
+    req.monitor = Some(CheckDefinition::default());
+    cell.executor
+        .reserve(
+            &guid,
+            Resources {
+                memory_mb: 32,
+                disk_mb: 64,
+                max_pids: 0,
+            },
+            BTreeMap::new(),
+        )
+        .expect("reserve");
+    cell.executor.run(&guid, req).expect("run");
+    let done = cell.completed(&guid, LONG).await;
+    let result = done.result.expect("result");
+    assert!(result.failed, "{result:?}");
+    assert!(
+        result.failure_reason.starts_with("Exited with status ")
+            && result.failure_reason.ends_with(" (out of memory)"),
+        "{result:?}"
+    );
+    cell.executor.delete(&guid).await.expect("delete");
 }

@@ -1,9 +1,7 @@
-//! Download and Upload steps against an HTTP server on 127.0.0.1, and
-//! reconcile against garden containers left behind.
+//! Download and Upload steps against an HTTP server on 127.0.0.1.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,10 +11,8 @@ use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use cell_agent::executor::{ContainerState, OWNER};
 use common::{request, sh, Cell};
 use diego::models::action::{Action, DownloadAction, Steps, UploadAction};
-use garden_api::types::{ContainerSpec, Properties};
 use sha2::{Digest, Sha256};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -212,71 +208,4 @@ async fn downloads_check_digests_use_the_cache_and_uploads_post_the_file() {
     for g in [first, second, bad, missing] {
         cell.executor.delete(&g).await.expect("delete");
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn reconcile_adopts_wanted_containers_and_destroys_the_rest() {
-    let cell = Cell::start();
-    let client = &cell.garden.client;
-    let owner = cell.executor.config().owner.clone();
-    let create = |guid: String, owned: bool| {
-        let mut spec = ContainerSpec {
-            handle: guid.clone(),
-            ..ContainerSpec::default()
-        };
-        spec.image.uri = common::busybox_rootfs();
-        if owned {
-            spec.properties = Properties::from([
-                (OWNER.to_string(), owner.clone()),
-                ("executor:guid".to_string(), guid),
-                ("executor:kind".to_string(), "lrp".to_string()),
-                ("executor:memory-mb".to_string(), "32".to_string()),
-                ("tag:process-guid".to_string(), "web".to_string()),
-            ]);
-        }
-        async move { client.create(&spec).await.expect("create") }
-    };
-    let (keep, orphan, foreign) = (
-        common::guid("keep"),
-        common::guid("orphan"),
-        common::guid("foreign"),
-    );
-    create(keep.clone(), true).await;
-    create(orphan.clone(), true).await;
-    create(foreign.clone(), false).await;
-    let before = cell.executor.remaining_resources();
-    let report = cell
-        .executor
-        .reconcile(|guid| guid == keep)
-        .await
-        .expect("reconcile");
-    assert_eq!(report.adopted, std::slice::from_ref(&keep));
-    assert_eq!(report.destroyed, std::slice::from_ref(&orphan));
-    assert!(report.failed.is_empty(), "{report:?}");
-    let mut left = client.list(&Properties::new()).await.expect("list");
-    left.sort();
-    let mut expected = vec![keep.clone(), foreign.clone()];
-    expected.sort();
-    assert_eq!(
-        left, expected,
-        "the orphan is gone, the foreign one untouched"
-    );
-    let adopted = cell.executor.get(&keep).expect("adopted");
-    assert_eq!(adopted.state, ContainerState::Running);
-    assert!(adopted.adopted);
-    assert_eq!(adopted.resources.memory_mb, 32);
-    assert_eq!(
-        adopted.tags,
-        BTreeMap::from([("process-guid".to_string(), "web".to_string())])
-    );
-    assert_eq!(
-        cell.executor.remaining_resources().memory_mb,
-        before.memory_mb - 32
-    );
-    // A second pass changes nothing; delete destroys the adopted one.
-    let again = cell.executor.reconcile(|_| false).await.expect("again");
-    assert!(again.adopted.is_empty() && again.destroyed.is_empty());
-    cell.executor.delete(&keep).await.expect("delete");
-    let left = client.list(&Properties::new()).await.expect("list");
-    assert_eq!(left, [foreign]);
 }

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use diego::models::check::CheckDefinition;
 use garden_api::types::{
     BindMount as GardenMount, BindMountMode, BindMountOrigin, ContainerSpec, DiskLimitScope,
     Properties,
 };
 
 use super::config::{ExecutorConfig, HEALTHCHECK_PATH};
-use super::container::{Container, ContainerKind, Resources, RunRequest};
+use super::container::{Container, ContainerKind, LogConfig, Resources, RunRequest};
 
 /// Which executor created the container.
 pub const OWNER: &str = "executor:owner";
@@ -25,6 +26,12 @@ pub const MEMORY_MB: &str = "executor:memory-mb";
 pub const DISK_MB: &str = "executor:disk-mb";
 /// Process limit.
 pub const MAX_PIDS: &str = "executor:max-pids";
+/// The LRP's health checks (JSON), to resume liveness after a restart.
+pub const MONITOR: &str = "executor:monitor";
+/// Where the container's output goes (JSON).
+pub const LOG_CONFIG: &str = "executor:log-config";
+/// A Task's result file.
+pub const RESULT_FILE: &str = "executor:result-file";
 /// Prefix of the caller's tags.
 pub const TAG_PREFIX: &str = "tag:";
 
@@ -43,7 +50,7 @@ pub(crate) fn container_spec(
         handle: container.guid.clone(),
         env: request.env.clone(),
         privileged: request.privileged,
-        properties: properties(config, container, request.kind()),
+        properties: properties(config, container, request),
         ..ContainerSpec::default()
     };
     spec.image.uri = image.to_owned();
@@ -83,16 +90,27 @@ pub(crate) fn container_spec(
     spec
 }
 
-fn properties(config: &ExecutorConfig, container: &Container, kind: ContainerKind) -> Properties {
+fn properties(config: &ExecutorConfig, container: &Container, request: &RunRequest) -> Properties {
     let r = container.resources;
     let mut p = Properties::from([
         (OWNER.to_owned(), config.owner.clone()),
         (GUID.to_owned(), container.guid.clone()),
-        (KIND.to_owned(), kind.as_str().to_owned()),
+        (KIND.to_owned(), request.kind().as_str().to_owned()),
         (MEMORY_MB.to_owned(), r.memory_mb.to_string()),
         (DISK_MB.to_owned(), r.disk_mb.to_string()),
         (MAX_PIDS.to_owned(), r.max_pids.to_string()),
     ]);
+    if let Some(monitor) = &request.monitor {
+        if let Ok(json) = serde_json::to_string(monitor) {
+            p.insert(MONITOR.to_owned(), json);
+        }
+    }
+    if let Ok(json) = serde_json::to_string(&request.log) {
+        p.insert(LOG_CONFIG.to_owned(), json);
+    }
+    if let Some(path) = &request.result_file {
+        p.insert(RESULT_FILE.to_owned(), path.clone());
+    }
     for (key, value) in &container.tags {
         p.insert(format!("{TAG_PREFIX}{key}"), value.clone());
     }
@@ -100,12 +118,15 @@ fn properties(config: &ExecutorConfig, container: &Container, kind: ContainerKin
 }
 
 /// What the properties of a garden container say about it: guid, kind,
-/// resources, tags.
+/// resources, tags, and what resuming its watch needs.
 pub(crate) struct Described {
     pub(crate) guid: String,
     pub(crate) kind: Option<ContainerKind>,
     pub(crate) resources: Resources,
     pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) monitor: Option<CheckDefinition>,
+    pub(crate) log: LogConfig,
+    pub(crate) result_file: Option<String>,
 }
 
 pub(crate) fn describe(handle: &str, p: &Properties) -> Described {
@@ -129,6 +150,12 @@ pub(crate) fn describe(handle: &str, p: &Properties) -> Described {
                     .map(|k| (k.to_owned(), v.clone()))
             })
             .collect(),
+        monitor: p.get(MONITOR).and_then(|j| serde_json::from_str(j).ok()),
+        log: p
+            .get(LOG_CONFIG)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default(),
+        result_file: p.get(RESULT_FILE).cloned(),
     }
 }
 
@@ -190,5 +217,7 @@ mod tests {
         assert_eq!(d.kind, Some(ContainerKind::Lrp));
         assert_eq!(d.resources, container.resources);
         assert_eq!(d.tags, container.tags);
+        assert_eq!(d.monitor, request.monitor);
+        assert_eq!(d.result_file, None);
     }
 }

@@ -4,7 +4,8 @@
 //! fails. It is one branch of the LRP's Codependent, so its failure stops
 //! the action and becomes the container's failure reason.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diego::models::check::{Check, CheckDefinition};
 use garden_api::types::ProcessSpec;
@@ -29,6 +30,22 @@ pub(crate) struct Timing {
     pub(crate) liveness_interval: Duration,
     /// Per attempt, for checks that name no timeout of their own.
     pub(crate) check_timeout: Duration,
+    /// Straight to liveness checks (a container adopted after a restart).
+    pub(crate) skip_startup: bool,
+}
+
+/// Garden process ids of health checks start with this, so that a
+/// restarted executor tells them from the action's processes.
+pub(crate) const CHECK_ID_PREFIX: &str = "healthcheck-";
+
+fn check_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{CHECK_ID_PREFIX}{nanos:x}-{n}")
 }
 
 /// Watches the checks; `report(healthy, message)` hears every change.
@@ -45,11 +62,29 @@ pub(crate) async fn monitor(
         &definition.log_source
     };
     if definition.checks.is_empty() {
-        // The `process` health check: healthy as soon as the action runs.
-        report(true, "");
+        // The `process` health check: healthy once the action's process runs.
+        tokio::select! {
+            () = ctx.process_started() => report(true, ""),
+            () = cancel.cancelled() => return Err(StepError::Cancelled),
+        }
         cancel.cancelled().await;
         return Err(StepError::Cancelled);
     }
+    if !timing.skip_startup {
+        startup(definition, timing, ctx, cancel, report, source).await?;
+    }
+    liveness(definition, timing, ctx, cancel, report, source).await
+}
+
+/// Checks every startup interval until healthy; fails at the start timeout.
+async fn startup(
+    definition: &CheckDefinition,
+    timing: Timing,
+    ctx: &StepContext,
+    cancel: &CancellationToken,
+    report: &(dyn Fn(bool, &str) + Send + Sync),
+    source: &str,
+) -> StepResult {
     let deadline = Instant::now() + timing.start_timeout;
     loop {
         let outcome = check_all(&definition.checks, timing, ctx).await;
@@ -79,6 +114,19 @@ pub(crate) async fn monitor(
     ctx.log
         .line(source, LogStream::Stdout, "Container became healthy".into());
     report(true, "");
+    Ok(())
+}
+
+/// Checks every liveness interval until a check fails.
+async fn liveness(
+    definition: &CheckDefinition,
+    timing: Timing,
+    ctx: &StepContext,
+    cancel: &CancellationToken,
+    report: &(dyn Fn(bool, &str) + Send + Sync),
+    source: &str,
+) -> StepResult {
+    let mut reported = !timing.skip_startup;
     loop {
         tokio::select! {
             () = tokio::time::sleep(timing.liveness_interval) => {}
@@ -92,6 +140,11 @@ pub(crate) async fn monitor(
             ctx.log.line(source, LogStream::Stderr, message.clone());
             report(false, &message);
             return Err(StepError::Unhealthy(message));
+        }
+        if !reported {
+            // Adopted: the first liveness check is the first word on health.
+            report(true, "");
+            reported = true;
         }
     }
 }
@@ -138,6 +191,7 @@ pub(crate) fn arguments(check: &Check, default_timeout: Duration) -> (Vec<String
 async fn check_once(check: &Check, timing: Timing, ctx: &StepContext) -> Result<(), String> {
     let (args, timeout) = arguments(check, timing.check_timeout);
     let spec = ProcessSpec {
+        id: check_id(),
         path: HEALTHCHECK_PATH.into(),
         args,
         ..ProcessSpec::default()

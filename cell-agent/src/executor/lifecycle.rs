@@ -3,14 +3,14 @@
 //! result file) or an LRP's action codependent with its health monitor.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use garden_api::StreamOutSpec;
 use tokio_util::sync::CancellationToken;
 
-use super::container::{HealthStatus, PortMapping, RunRequest, RunResult};
+use super::container::{HealthStatus, LogConfig, PortMapping, RunRequest, RunResult};
 use super::garden_spec::container_spec;
 use super::health::{self, Timing};
 use super::log::ContainerLog;
@@ -72,25 +72,23 @@ async fn drive(
     if let Err(reason) = map_ports(inner, guid, request).await {
         return failed(reason, None);
     }
-    let ctx = StepContext {
-        garden: inner.garden.clone(),
-        handle: guid.to_owned(),
-        log: ContainerLog::new(
-            inner.logs.clone(),
-            request.log.clone(),
-            inner.config.max_log_lines_per_second,
-        ),
-        downloads: inner.downloads.clone(),
-        processes: inner.processes.clone(),
-        stop_grace: inner.config.stop_grace,
-        last_exit: Arc::new(Mutex::new(None)),
-    };
+    let ctx = step_context(inner, guid, request.log.clone());
     if let Some(setup) = &request.setup {
         let outcome = steps::perform(setup, &ctx, cancel).await;
         if outcome.is_err() {
-            return conclude(inner, guid, request, &ctx, cancel, outcome).await;
+            return conclude(
+                inner,
+                guid,
+                request.result_file.as_deref(),
+                &ctx,
+                cancel,
+                outcome,
+            )
+            .await;
         }
     }
+    // The `process` check waits for the action's process, not setup's.
+    ctx.process_started.send_replace(false);
     let outcome = match &request.monitor {
         None => {
             if let Err(error) = inner.transition(guid, ContainerState::Running) {
@@ -99,12 +97,7 @@ async fn drive(
             steps::perform(&request.action, &ctx, cancel).await
         }
         Some(definition) => {
-            let timing = Timing {
-                start_timeout: inner.config.start_timeout(request.start_timeout),
-                startup_interval: inner.config.startup_interval,
-                liveness_interval: inner.config.liveness_interval,
-                check_timeout: inner.config.check_timeout,
-            };
+            let timing = timing(inner, request.start_timeout, false);
             let group = cancel.child_token();
             let report = |healthy: bool, message: &str| inner.health(guid, healthy, message);
             let branches = vec![
@@ -114,7 +107,44 @@ async fn drive(
             steps::codependent(branches, &group).await
         }
     };
-    conclude(inner, guid, request, &ctx, cancel, outcome).await
+    conclude(
+        inner,
+        guid,
+        request.result_file.as_deref(),
+        &ctx,
+        cancel,
+        outcome,
+    )
+    .await
+}
+
+/// What the steps of container `guid` share.
+pub(crate) fn step_context(inner: &Inner, guid: &str, log: LogConfig) -> StepContext {
+    StepContext {
+        garden: inner.garden.clone(),
+        handle: guid.to_owned(),
+        log: ContainerLog::new(
+            inner.logs.clone(),
+            log,
+            inner.config.max_log_lines_per_second,
+        ),
+        downloads: inner.downloads.clone(),
+        processes: inner.processes.clone(),
+        stop_grace: inner.config.stop_grace,
+        last_exit: Arc::new(Mutex::new(None)),
+        process_started: Arc::new(tokio::sync::watch::Sender::new(false)),
+    }
+}
+
+/// The health monitor's timing from the configuration.
+pub(crate) fn timing(inner: &Inner, start_timeout: Option<Duration>, skip_startup: bool) -> Timing {
+    Timing {
+        start_timeout: inner.config.start_timeout(start_timeout),
+        startup_interval: inner.config.startup_interval,
+        liveness_interval: inner.config.liveness_interval,
+        check_timeout: inner.config.check_timeout,
+        skip_startup,
+    }
 }
 
 async fn create(
@@ -169,10 +199,10 @@ async fn map_ports(inner: &Inner, guid: &str, request: &RunRequest) -> Result<()
 
 /// The container's result from its outcome: stopped wins, then failure
 /// (with OOM named), then success (a Task's result file read).
-async fn conclude(
+pub(crate) async fn conclude(
     inner: &Inner,
     guid: &str,
-    request: &RunRequest,
+    result_file: Option<&str>,
     ctx: &StepContext,
     cancel: &CancellationToken,
     outcome: StepResult,
@@ -198,7 +228,7 @@ async fn conclude(
                 exit_status,
                 ..RunResult::default()
             };
-            if let Some(path) = &request.result_file {
+            if let Some(path) = result_file {
                 match read_result(inner, guid, path).await {
                     Ok(text) => result.result = text,
                     Err(reason) => return failed(reason, exit_status),
@@ -259,7 +289,7 @@ fn first_file_prefix(tar: &[u8]) -> Result<String, std::io::Error> {
 
 impl Inner {
     /// Records a health change; the first success makes an LRP `Running`.
-    fn health(&self, guid: &str, healthy: bool, message: &str) {
+    pub(crate) fn health(&self, guid: &str, healthy: bool, message: &str) {
         let became_running = {
             let mut store = lock(&self.store);
             let Ok(entry) = store.get_mut(guid) else {

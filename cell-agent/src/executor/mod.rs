@@ -235,31 +235,14 @@ impl Executor {
     /// Stops a container's work: processes get SIGTERM, then SIGKILL after
     /// the grace time. Returns at once; `Completed` (with `stopped`) follows.
     pub async fn stop(&self, guid: &str) -> Result<(), ExecutorError> {
-        let (state, adopted, cancel) = {
+        let (state, cancel) = {
             let store = lock(&self.inner.store);
             let entry = store.get(guid)?;
-            (
-                entry.container.state,
-                entry.container.adopted,
-                entry.cancel.clone(),
-            )
+            (entry.container.state, entry.cancel.clone())
         };
         match state {
             ContainerState::Completed => {}
             ContainerState::Reserved => self.inner.finish(guid, lifecycle::stopped(None)),
-            _ if adopted => {
-                // No task of ours runs it: garden stops its processes.
-                if let Err(source) = self.inner.garden.stop(guid, false).await {
-                    if source.kind() != Some(ErrorKind::ContainerNotFound) {
-                        return Err(ExecutorError::Garden {
-                            op: "stop",
-                            guid: guid.into(),
-                            source: Box::new(source),
-                        });
-                    }
-                }
-                self.inner.finish(guid, lifecycle::stopped(None));
-            }
             _ => {
                 tracing::info!(guid, "stopping container");
                 cancel.cancel();

@@ -50,14 +50,22 @@ pub(crate) struct Finished {
     pub(crate) output: String,
 }
 
+/// A new process, or one that already runs.
+enum Open {
+    Run(Box<ProcessSpec>),
+    Attach(String),
+}
+
+struct Start {
+    garden: Client,
+    handle: String,
+    open: Open,
+    output: Output,
+    reply: oneshot::Sender<Result<Started, ClientError>>,
+}
+
 enum Command {
-    Start {
-        garden: Client,
-        handle: String,
-        spec: Box<ProcessSpec>,
-        output: Output,
-        reply: oneshot::Sender<Result<Started, ClientError>>,
-    },
+    Start(Box<Start>),
     Signal {
         key: u64,
         signal: Signal,
@@ -113,15 +121,38 @@ impl Processes {
         spec: ProcessSpec,
         output: Output,
     ) -> Result<Running, ClientError> {
+        self.open(garden, handle, Open::Run(Box::new(spec)), output)
+            .await
+    }
+
+    /// Follows process `id` that already runs in container `handle`.
+    pub(crate) async fn attach(
+        &self,
+        garden: &Client,
+        handle: &str,
+        id: &str,
+        output: Output,
+    ) -> Result<Running, ClientError> {
+        self.open(garden, handle, Open::Attach(id.to_owned()), output)
+            .await
+    }
+
+    async fn open(
+        &self,
+        garden: &Client,
+        handle: &str,
+        open: Open,
+        output: Output,
+    ) -> Result<Running, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Start {
+            .send(Command::Start(Box::new(Start {
                 garden: garden.clone(),
                 handle: handle.to_owned(),
-                spec: Box::new(spec),
+                open,
                 output,
                 reply,
-            })
+            })))
             .map_err(|_| gone())?;
         let started = answer.await.map_err(|_| gone())??;
         Ok(Running {
@@ -177,18 +208,12 @@ async fn serve(mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut next_key = 0u64;
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Start {
-                garden,
-                handle,
-                spec,
-                output,
-                reply,
-            } => {
+            Command::Start(request) => {
                 next_key += 1;
                 let key = next_key;
                 let table = table.clone();
                 tokio::task::spawn_local(async move {
-                    start(garden, handle, *spec, output, reply, key, table).await;
+                    start(*request, key, table).await;
                 });
             }
             Command::Signal { key, signal, reply } => {
@@ -205,20 +230,23 @@ async fn serve(mut commands: mpsc::UnboundedReceiver<Command>) {
     }
 }
 
-async fn start(
-    garden: Client,
-    handle: String,
-    spec: ProcessSpec,
-    output: Output,
-    reply: oneshot::Sender<Result<Started, ClientError>>,
-    key: u64,
-    table: Table,
-) {
+async fn start(request: Start, key: u64, table: Table) {
+    let Start {
+        garden,
+        handle,
+        open,
+        output,
+        reply,
+    } = request;
     let streams = match output {
         Output::Discard => OutputStreams::NONE,
         _ => OutputStreams::BOTH,
     };
-    let mut process = match garden.run(&handle, &spec, streams).await {
+    let opened = match open {
+        Open::Run(spec) => garden.run(&handle, &spec, streams).await,
+        Open::Attach(id) => garden.attach(&handle, &id, streams).await,
+    };
+    let mut process = match opened {
         Ok(p) => p,
         Err(e) => {
             let _ = reply.send(Err(e));

@@ -1,16 +1,26 @@
 //! After a restart: the garden containers this executor's owner created,
 //! adopted into the store when the caller still wants them, destroyed
-//! otherwise.
+//! otherwise. An adopted container is watched again: its running
+//! processes are re-attached (the first to exit ends it, as Codependent
+//! would) and an LRP's liveness checks resume.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use garden_api::types::Properties;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::container::Container;
-use super::garden_spec::{describe, OWNER};
+use super::garden_spec::{describe, Described, OWNER};
+use super::health::{self, CHECK_ID_PREFIX};
+use super::lifecycle;
+use super::process::Output;
 use super::state::ContainerState;
-use super::{lock, Executor, ExecutorError};
+use super::steps::{self, StepContext, StepError, StepResult};
+use super::{lock, Executor, ExecutorError, Inner};
 
 /// What `reconcile` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,9 +36,8 @@ pub struct ReconcileReport {
 impl Executor {
     /// Looks at every garden container owned by this executor's owner that
     /// the store does not know: `keep(guid)` true adopts it (state
-    /// `Running`, resources and tags from its properties; its processes
-    /// keep running but are not watched: no health checks, no exit
-    /// status), false destroys it.
+    /// `Running`, resources and tags from its properties, its processes
+    /// and liveness checks watched again), false destroys it.
     pub async fn reconcile(
         &self,
         keep: impl Fn(&str) -> bool,
@@ -57,22 +66,8 @@ impl Executor {
                 continue;
             }
             if keep(&described.guid) {
-                let now = SystemTime::now();
-                lock(&self.inner.store).insert(Container {
-                    guid: described.guid.clone(),
-                    state: ContainerState::Running,
-                    resources: described.resources,
-                    tags: described.tags,
-                    kind: described.kind,
-                    ports: Vec::new(),
-                    allocated_at: now,
-                    state_changed_at: now,
-                    health: None,
-                    result: None,
-                    adopted: true,
-                });
-                tracing::info!(guid = %described.guid, "adopted garden container");
-                report.adopted.push(described.guid);
+                report.adopted.push(described.guid.clone());
+                self.adopt(described);
             } else {
                 match garden.destroy(&handle).await {
                     Ok(()) => {
@@ -85,4 +80,104 @@ impl Executor {
         }
         Ok(report)
     }
+}
+
+impl Executor {
+    fn adopt(&self, described: Described) {
+        let now = SystemTime::now();
+        let guid = described.guid.clone();
+        let cancel = lock(&self.inner.store).insert(Container {
+            guid: guid.clone(),
+            state: ContainerState::Running,
+            resources: described.resources,
+            tags: described.tags.clone(),
+            kind: described.kind,
+            ports: Vec::new(),
+            allocated_at: now,
+            state_changed_at: now,
+            health: None,
+            result: None,
+            adopted: true,
+        });
+        tracing::info!(%guid, "adopted garden container");
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let ctx = lifecycle::step_context(&inner, &described.guid, described.log.clone());
+            let outcome = watch(&inner, &described, &ctx, &cancel).await;
+            let result = lifecycle::conclude(
+                &inner,
+                &described.guid,
+                described.result_file.as_deref(),
+                &ctx,
+                &cancel,
+                outcome,
+            )
+            .await;
+            inner.finish(&described.guid, result);
+        });
+        lock(&self.inner.tasks).insert(guid, task);
+    }
+}
+
+/// Follows an adopted container until one of its processes exits, a
+/// liveness check fails, or `cancel` fires.
+async fn watch(
+    inner: &Arc<Inner>,
+    described: &Described,
+    ctx: &StepContext,
+    cancel: &CancellationToken,
+) -> StepResult {
+    let info = inner
+        .garden
+        .info(&described.guid)
+        .await
+        .map_err(|e| StepError::Process {
+            path: "the adopted container".into(),
+            source: Box::new(e),
+        })?;
+    let ids: Vec<String> = info
+        .process_ids
+        .into_iter()
+        .filter(|id| !id.starts_with(CHECK_ID_PREFIX))
+        .collect();
+    if ids.is_empty() {
+        return Err(StepError::Adopted(
+            "its processes ended while the executor was away".into(),
+        ));
+    }
+    // Its processes run: a `process` health check is satisfied.
+    ctx.process_started.send_replace(true);
+    let report = |healthy: bool, message: &str| inner.health(&described.guid, healthy, message);
+    let group = cancel.child_token();
+    let mut branches: Vec<BoxFuture<'_, StepResult>> = Vec::new();
+    for id in &ids {
+        let group = group.clone();
+        branches.push(
+            async move {
+                let output = Output::Log {
+                    log: ctx.log.clone(),
+                    source: ctx.log.source("").to_owned(),
+                };
+                let mut process = ctx
+                    .processes
+                    .attach(&ctx.garden, &ctx.handle, id, output)
+                    .await
+                    .map_err(|e| StepError::Process {
+                        path: format!("process {id}"),
+                        source: Box::new(e),
+                    })?;
+                steps::run::follow(&mut process, id, ctx, &group).await
+            }
+            .boxed(),
+        );
+    }
+    if let Some(definition) = &described.monitor {
+        let timing = lifecycle::timing(inner, None, true);
+        let group = group.clone();
+        let report = &report;
+        branches.push(
+            async move { health::monitor(definition, timing, ctx, &group, report).await }.boxed(),
+        );
+    }
+    steps::codependent(branches, &group).await
 }

@@ -378,3 +378,47 @@ pub fn sh(script: &str) -> Action {
 pub fn request(action: Action) -> RunRequest {
     RunRequest::new(busybox_rootfs(), action)
 }
+
+/// Answers 200 until /tmp/sick exists, then 503.
+pub const HTTP_SERVER: &str = r#"
+cat > /tmp/answer <<'EOF'
+#!/bin/sh
+read request
+if [ -e /tmp/sick ]; then
+  printf 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n'
+else
+  printf 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+fi
+EOF
+chmod +x /tmp/answer
+exec nc -ll -p 8081 -e /tmp/answer
+"#;
+
+/// An http check of `/health` on `port`.
+pub fn http_check(port: u16) -> Option<diego::models::check::CheckDefinition> {
+    Some(diego::models::check::CheckDefinition {
+        checks: vec![diego::models::check::Check::Http {
+            port,
+            path: "/health".into(),
+            request_timeout_ms: 0,
+        }],
+        log_source: String::new(),
+    })
+}
+
+/// Makes [`HTTP_SERVER`] in container `handle` answer 503.
+pub async fn make_sick(client: &Client, handle: &str) {
+    let spec = garden_api::types::ProcessSpec {
+        path: "/bin/touch".into(),
+        args: vec!["/tmp/sick".into()],
+        ..Default::default()
+    };
+    let status = client
+        .run(handle, &spec, garden_api::client::OutputStreams::NONE)
+        .await
+        .expect("run touch")
+        .wait()
+        .await
+        .expect("status");
+    assert_eq!(status, 0);
+}

@@ -11,7 +11,7 @@
 pub(crate) mod archive;
 pub(crate) mod cache;
 pub(crate) mod download;
-mod run;
+pub(crate) mod run;
 mod upload;
 
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,9 @@ pub enum StepError {
     /// The health checks failed (startup or liveness).
     #[error("{0}")]
     Unhealthy(String),
+    /// An adopted container cannot be followed.
+    #[error("adopted container: {0}")]
+    Adopted(String),
 }
 
 impl StepError {
@@ -93,9 +96,18 @@ pub(crate) struct StepContext {
     pub(crate) stop_grace: Duration,
     /// The exit status of the last process a Run step saw end.
     pub(crate) last_exit: Arc<Mutex<Option<i32>>>,
+    /// Set when a Run step's process started (the `process` health check
+    /// waits for it).
+    pub(crate) process_started: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl StepContext {
+    /// Waits until a Run step started its process.
+    pub(crate) async fn process_started(&self) {
+        let mut started = self.process_started.subscribe();
+        let _ = started.wait_for(|s| *s).await;
+    }
+
     pub(crate) fn last_exit(&self) -> Option<i32> {
         self.last_exit.lock().ok().and_then(|s| *s)
     }

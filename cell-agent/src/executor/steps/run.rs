@@ -54,7 +54,19 @@ pub(super) async fn run(
         () = cancel.cancelled() => return Err(StepError::Cancelled),
     };
     tracing::debug!(handle = %ctx.handle, process = process.id(), path = %action.path, "process started");
-    match wait_or_stop(&mut process, ctx, cancel).await {
+    ctx.process_started.send_replace(true);
+    follow(&mut process, &action.path, ctx, cancel).await
+}
+
+/// Waits for a started process (stopping it when `cancel` fires): its exit
+/// status as a step result. `what` names it in errors.
+pub(crate) async fn follow(
+    process: &mut Running,
+    what: &str,
+    ctx: &StepContext,
+    cancel: &CancellationToken,
+) -> StepResult {
+    match wait_or_stop(process, ctx, cancel).await {
         Ended::Exited(status) => {
             if let Ok(mut last) = ctx.last_exit.lock() {
                 *last = Some(status);
@@ -66,7 +78,10 @@ pub(super) async fn run(
             }
         }
         Ended::Stopped => Err(StepError::Cancelled),
-        Ended::Lost(error) => Err(process_error(error)),
+        Ended::Lost(error) => Err(StepError::Process {
+            path: what.to_owned(),
+            source: Box::new(error),
+        }),
     }
 }
 
