@@ -224,6 +224,11 @@ impl IpAllocator {
         }
     }
 
+    /// Whether a subnet starting at `network` is in use.
+    pub fn has_network(&self, network: Ipv4Addr) -> bool {
+        self.subnets.keys().any(|s| s.network() == network)
+    }
+
     /// How many addresses are handed out.
     pub fn addresses_in_use(&self) -> usize {
         self.subnets.values().map(BTreeSet::len).sum()

@@ -80,6 +80,7 @@ impl Network {
             if let Err(cleanup) = self.undo_attachment(handle).await {
                 tracing::warn!(%handle, %cleanup, "cleaning up a failed attach failed");
             }
+            self.settle().await;
             return Err(err);
         }
         tracing::info!(%handle, ip = %record.ip, subnet = %record.subnet, "network attached");
@@ -104,6 +105,7 @@ impl Network {
             return Err(NetError::AlreadyAttached(handle.to_owned()));
         }
         let lease = inner.ips.allocate(network).map_err(alloc_err)?;
+        inner.idle_bridges.remove(&self.bridge_name(lease.subnet));
         let mut record = Record {
             handle: handle.to_owned(),
             subnet: lease.subnet,
@@ -162,7 +164,8 @@ impl Network {
             handle: handle.to_owned(),
             source,
         };
-        {
+        let started = std::time::Instant::now();
+        let veth_made = {
             let subnet_lock = self.subnet_lock(record.subnet);
             let _subnet = subnet_lock.lock().await;
             let bridge = self
@@ -178,7 +181,8 @@ impl Network {
                 .add_veth(&self.veth_name(record.ip), bridge, record.mtu, ns_file)
                 .await
                 .map_err(link_err)?;
-        }
+            std::time::Instant::now()
+        };
         let inside = netns::connect_in(ns_file, &netns.path())
             .await
             .map_err(|source| NetError::Netns {
@@ -189,6 +193,7 @@ impl Network {
             .configure_container(record.ip, record.subnet.prefix_len(), record.gateway)
             .await
             .map_err(link_err)?;
+        let inside_done = std::time::Instant::now();
         let prefix = rules::log_prefix(handle);
         let objects = self
             .table
@@ -198,7 +203,18 @@ impl Network {
             .map_err(|source| NetError::Nft {
                 handle: handle.to_owned(),
                 source,
-            })
+            })?;
+        let ms =
+            |from: std::time::Instant, to: std::time::Instant| (to - from).as_secs_f64() * 1000.0;
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            %handle,
+            links_ms = ms(started, veth_made),
+            inside_ms = ms(veth_made, inside_done),
+            nft_ms = ms(inside_done, now),
+            "attach phases"
+        );
+        Ok(())
     }
 
     /// Maps `host_port` (0: the next pool port) to `container_port` (0: the
@@ -330,18 +346,31 @@ impl Network {
     /// the subnet's lock keeps a new container of that subnet waiting for
     /// it. [`Network::settle`] waits for these removals.
     pub(crate) async fn undo_attachment(&self, handle: &str) -> Result<(), NetError> {
-        let found = self.lock().entries.get(handle).map(|e| (e.record.clone(), e.rules.clone()));
+        let found = self
+            .lock()
+            .entries
+            .get(handle)
+            .map(|e| (e.record.clone(), e.rules.clone()));
         let Some((record, rules)) = found else {
             return Ok(());
         };
         let prefix = rules::log_prefix(handle);
-        let objects = self.table.remove_container_objects(&self.rules_of(&record, &rules, &prefix));
-        nft::apply("detach", objects).await.map_err(|source| NetError::Nft { handle: handle.to_owned(), source })?;
+        let objects = self
+            .table
+            .remove_container_objects(&self.rules_of(&record, &rules, &prefix));
+        nft::apply("detach", objects)
+            .await
+            .map_err(|source| NetError::Nft {
+                handle: handle.to_owned(),
+                source,
+            })?;
         {
             let mut inner = self.lock();
             inner.entries.remove(handle);
             for mapping in &record.net_in {
-                inner.ports.release(u16::try_from(mapping.host_port).unwrap_or_default());
+                inner
+                    .ports
+                    .release(u16::try_from(mapping.host_port).unwrap_or_default());
             }
         }
         let removal = LinkRemoval {
@@ -351,6 +380,7 @@ impl Network {
             subnet_lock: self.subnet_lock(record.subnet),
             veth: self.veth_name(record.ip),
             bridge: self.bridge_name(record.subnet),
+            keep_idle_bridge: self.config.idle_bridge_seconds > 0,
             record,
         };
         let task = tokio::spawn(removal.run());
@@ -378,6 +408,7 @@ struct LinkRemoval {
     subnet_lock: Arc<tokio::sync::Mutex<()>>,
     veth: String,
     bridge: String,
+    keep_idle_bridge: bool,
     record: Record,
 }
 
@@ -391,8 +422,16 @@ impl LinkRemoval {
             tracing::error!(%handle, %err, "deleting the veth failed; its address stays in use");
             return;
         }
-        let subnet_empty = lock(&self.inner).ips.release(self.record.subnet, self.record.ip);
-        if subnet_empty {
+        let keep_bridge = {
+            let mut inner = lock(&self.inner);
+            let subnet_empty = inner.ips.release(self.record.subnet, self.record.ip);
+            if subnet_empty && self.keep_idle_bridge {
+                let since = (std::time::Instant::now(), self.record.subnet.network());
+                inner.idle_bridges.insert(self.bridge.clone(), since);
+            }
+            !subnet_empty || self.keep_idle_bridge
+        };
+        if !keep_bridge {
             if let Err(err) = self.links.delete(&self.bridge).await {
                 tracing::error!(%handle, %err, bridge = %self.bridge, "deleting the bridge failed");
             }

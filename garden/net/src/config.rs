@@ -91,6 +91,12 @@ pub struct NetConfig {
     pub bridge_prefix: String,
     /// Prefix of host-side veth names; `<prefix><container IP in hex>` (default `gv-`).
     pub veth_prefix: String,
+    /// Seconds an emptied bridge is kept for the next container of its
+    /// subnet before it is deleted (default 30; 0: delete at once). Deleting
+    /// a bridge costs the kernel 30-50 ms of RCU grace periods, and dynamic
+    /// allocation hands the lowest free subnet out first, so under
+    /// create/destroy churn the same few bridges are reused.
+    pub idle_bridge_seconds: u64,
     /// Set the global `net.ipv4.ip_forward=1` at open (default true). When
     /// false only `net.ipv4.conf.<iface>.forwarding` of the bridges garden
     /// creates is set; IPv4 forwarding is decided by the input interface, so
@@ -114,6 +120,7 @@ impl Default for NetConfig {
             table: "garden".to_owned(),
             bridge_prefix: "gb-".to_owned(),
             veth_prefix: "gv-".to_owned(),
+            idle_bridge_seconds: 30,
             ip_forward: true,
         }
     }

@@ -121,10 +121,15 @@ impl Links {
         let index = match self.index_of(name).await? {
             Some(index) => index,
             None => {
+                // A fixed address: otherwise the bridge takes its lowest
+                // port's, and it changes when that container leaves,
+                // leaving stale ARP entries in its neighbours.
+                let [a, b, c, d] = gateway.octets();
+                let mac = vec![0x0a, 0x58, a, b, c, d];
                 let created = self
                     .handle
                     .link()
-                    .add(LinkBridge::new(name).up().build())
+                    .add(LinkBridge::new(name).address(mac).up().build())
                     .execute()
                     .await;
                 match created {

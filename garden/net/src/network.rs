@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use garden_api::types::{NetOutRule, PortMapping};
 use ipnet::Ipv4Net;
@@ -160,6 +161,9 @@ pub(crate) struct Inner {
     pub(crate) ips: IpAllocator,
     pub(crate) ports: PortPool,
     pub(crate) entries: HashMap<String, Entry>,
+    /// Bridges without containers, by name: since when, and their network
+    /// address (see `NetConfig::idle_bridge_seconds`).
+    pub(crate) idle_bridges: HashMap<String, (Instant, Ipv4Addr)>,
 }
 
 /// Container networking on this host: one nft table, a bridge per subnet,
@@ -212,6 +216,7 @@ impl Network {
                 ips: IpAllocator::new(config.pool),
                 ports: PortPool::new(config.port_pool_start, config.port_pool_size),
                 entries: HashMap::new(),
+                idle_bridges: HashMap::new(),
             })),
             subnet_locks: Mutex::new(HashMap::new()),
             config,
@@ -291,11 +296,51 @@ impl Network {
             }
         }
         report.restored = restored.len();
+        self.adopt_orphans(&restored).await?;
         Ok(report)
     }
 
+    /// Links with our prefixes that no record explains (a crash between
+    /// making a link and writing its record, or between removing the two): veths are
+    /// deleted, bridges are kept as idle ones (reused or reaped later).
+    async fn adopt_orphans(&self, restored: &[Record]) -> Result<(), NetError> {
+        let bridges: Vec<String> = restored
+            .iter()
+            .map(|r| self.bridge_name(r.subnet))
+            .collect();
+        let veths: Vec<String> = restored.iter().map(|r| self.veth_name(r.ip)).collect();
+        for name in self
+            .links
+            .names_with_prefix(&self.config.veth_prefix)
+            .await?
+        {
+            if !veths.contains(&name) {
+                tracing::info!(veth = %name, "deleting a veth no record explains");
+                self.links.delete(&name).await?;
+            }
+        }
+        for name in self
+            .links
+            .names_with_prefix(&self.config.bridge_prefix)
+            .await?
+        {
+            let hex = &name[self.config.bridge_prefix.len()..];
+            let network = u32::from_str_radix(hex, 16)
+                .ok()
+                .filter(|_| hex.len() == 8)
+                .map(Ipv4Addr::from);
+            if let (false, Some(network)) = (bridges.contains(&name), network) {
+                self.lock()
+                    .idle_bridges
+                    .insert(name, (Instant::now(), network));
+            }
+        }
+        Ok(())
+    }
+
     /// Drops the networks of every handle not in `live` (containers that
-    /// vanished while the daemon was down). Returns the handles dropped.
+    /// vanished while the daemon was down), waiting until their links are
+    /// gone. Returns the handles dropped.
     pub async fn restore(&self, live: &[&str]) -> Vec<String> {
         let gone: Vec<String> = self
             .lock()
@@ -309,6 +354,7 @@ impl Network {
                 tracing::warn!(%handle, %err, "dropping a vanished container's network failed");
             }
         }
+        self.settle().await;
         gone
     }
 
@@ -403,8 +449,53 @@ impl Network {
             self.detach(&handle).await?;
         }
         self.settle().await;
+        self.reap_idle_bridges(Duration::ZERO);
+        self.settle().await;
         nft::apply("teardown", self.table.drop_table_objects()).await?;
         Ok(())
+    }
+
+    /// Deletes (in the background) bridges that have had no container for
+    /// `older_than`; `attach` calls this with the configured time.
+    pub fn reap_idle_bridges(&self, older_than: Duration) {
+        let expired: Vec<(String, Ipv4Addr)> = {
+            let mut inner = self.lock();
+            let now = Instant::now();
+            let names: Vec<String> = inner
+                .idle_bridges
+                .iter()
+                .filter(|(_, (since, _))| now.duration_since(*since) >= older_than)
+                .map(|(name, _)| name.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| inner.idle_bridges.remove(&n).map(|(_, net)| (n, net)))
+                .collect()
+        };
+        for (bridge, network) in expired {
+            let links = self.links.clone();
+            let inner = self.inner.clone();
+            let subnet_locks: Vec<_> = lock(&self.subnet_locks)
+                .iter()
+                .filter(|(s, _)| s.network() == network)
+                .map(|(_, l)| l.clone())
+                .collect();
+            let task = tokio::spawn(async move {
+                let mut guards = Vec::new();
+                for subnet_lock in &subnet_locks {
+                    guards.push(subnet_lock.lock().await);
+                }
+                if lock(&inner).ips.has_network(network) {
+                    return;
+                }
+                if let Err(err) = links.delete(&bridge).await {
+                    tracing::warn!(%bridge, %err, "deleting an idle bridge failed");
+                }
+            });
+            let mut removals = lock(&self.removals);
+            removals.retain(|t| !t.is_finished());
+            removals.push(task);
+        }
     }
 
     /// Waits until the links of detached containers are gone and their
@@ -426,11 +517,7 @@ impl Network {
     }
 
     pub(crate) fn subnet_lock(&self, subnet: Ipv4Net) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .subnet_locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.entry(subnet).or_default().clone()
+        lock(&self.subnet_locks).entry(subnet).or_default().clone()
     }
 
     pub(crate) fn bridge_name(&self, subnet: Ipv4Net) -> String {
@@ -482,7 +569,9 @@ impl Network {
 /// Locks a mutex, ignoring poisoning (the books stay consistent: every
 /// change under the lock is a single step).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Puts a restored record's address, ports and rules back in the books.

@@ -268,6 +268,8 @@ async fn bad_requests_are_clear_errors_and_leave_nothing() -> Result<()> {
         .expect_err("eth0 exists");
     assert!(matches!(err, NetError::Link { .. }), "{err}");
     assert_eq!(network.usage(), garden_net::Usage::default());
+    network.reap_idle_bridges(std::time::Duration::ZERO);
+    network.settle().await;
     assert!(network.host_links().await?.is_empty());
 
     // The pool has 4 /30s.

@@ -7,7 +7,9 @@
 //!
 //! For each preload (containers already attached, each with a NetIn and a
 //! NetOut rule) it measures `attach` alone, `detach` alone, and the whole
-//! cycle attach + net_in + detach, and prints p50 and p95.
+//! cycle attach + net_in + detach, and prints p50 and p95. `detach` returns
+//! once the container is cut off (nft); its links are deleted in the
+//! background, which the benchmark waits for after each series.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -58,7 +60,11 @@ impl Space {
 
     fn netns(&self) -> Netns {
         use std::os::fd::AsRawFd;
-        Netns::Path(PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.0.as_raw_fd())))
+        Netns::Path(PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.0.as_raw_fd()
+        )))
     }
 }
 
@@ -84,16 +90,25 @@ fn rule() -> NetOutRule {
     NetOutRule {
         protocol: Protocol::Tcp,
         networks: vec![IpRange { start: ip, end: ip }],
-        ports: vec![PortRange { start: 443, end: 443 }],
+        ports: vec![PortRange {
+            start: 443,
+            end: 443,
+        }],
         ..NetOutRule::default()
     }
 }
 
-async fn measure(network: &Network, spaces: &[Space], preloaded: usize, iterations: usize) -> Result<Figures> {
-    let space = &spaces[preloaded];
+async fn measure(network: &Network, preloaded: usize, iterations: usize) -> Result<Figures> {
+    // A fresh namespace per container, made before timing, as a runtime would.
+    let spaces: Vec<Space> = (0..iterations)
+        .map(|_| Space::new())
+        .collect::<Result<_>>()?;
     let (mut attach, mut detach, mut cycle) = (Vec::new(), Vec::new(), Vec::new());
-    let request = AttachRequest { net_out: vec![rule()], ..AttachRequest::default() };
-    for i in 0..iterations {
+    let request = AttachRequest {
+        net_out: vec![rule()],
+        ..AttachRequest::default()
+    };
+    for (i, space) in spaces.iter().enumerate() {
         let handle = format!("bench-{preloaded}-{i}");
         let t0 = Instant::now();
         network.attach(&handle, &space.netns(), &request).await?;
@@ -106,6 +121,7 @@ async fn measure(network: &Network, spaces: &[Space], preloaded: usize, iteratio
         detach.push(t3 - t2);
         cycle.push(t3 - t0);
     }
+    network.settle().await;
     Ok(Figures {
         preload: preloaded,
         attach_p50_ms: percentile(&mut attach, 0.5),
@@ -119,8 +135,11 @@ async fn measure(network: &Network, spaces: &[Space], preloaded: usize, iteratio
 
 async fn run(args: &Args, network: &Network) -> Result<Vec<Figures>> {
     let most = args.preload.iter().copied().max().unwrap_or(0);
-    let spaces: Vec<Space> = (0..=most).map(|_| Space::new()).collect::<Result<_>>()?;
-    let request = AttachRequest { net_out: vec![rule()], ..AttachRequest::default() };
+    let spaces: Vec<Space> = (0..most).map(|_| Space::new()).collect::<Result<_>>()?;
+    let request = AttachRequest {
+        net_out: vec![rule()],
+        ..AttachRequest::default()
+    };
     let mut preloads = args.preload.clone();
     preloads.sort_unstable();
     let mut attached = 0;
@@ -128,15 +147,23 @@ async fn run(args: &Args, network: &Network) -> Result<Vec<Figures>> {
     for preload in preloads {
         while attached < preload {
             let handle = format!("preload-{attached}");
-            network.attach(&handle, &spaces[attached].netns(), &request).await?;
+            network
+                .attach(&handle, &spaces[attached].netns(), &request)
+                .await?;
             network.net_in(&handle, 0, 8080).await?;
             attached += 1;
         }
-        let f = measure(network, &spaces, attached, args.iterations).await?;
+        let f = measure(network, attached, args.iterations).await?;
         println!(
             "preload {:>4}: attach p50 {:6.2} ms p95 {:6.2} | detach p50 {:6.2} p95 {:6.2} | \
              attach+net_in+detach p50 {:6.2} p95 {:6.2}",
-            f.preload, f.attach_p50_ms, f.attach_p95_ms, f.detach_p50_ms, f.detach_p95_ms, f.cycle_p50_ms, f.cycle_p95_ms
+            f.preload,
+            f.attach_p50_ms,
+            f.attach_p95_ms,
+            f.detach_p50_ms,
+            f.detach_p95_ms,
+            f.cycle_p50_ms,
+            f.cycle_p95_ms
         );
         figures.push(f);
     }
@@ -146,6 +173,10 @@ async fn run(args: &Args, network: &Network) -> Result<Vec<Figures>> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let config = NetConfig {
         pool: args.pool.parse().context("--pool")?,
         table: args.table.clone(),

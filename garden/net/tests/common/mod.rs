@@ -193,7 +193,7 @@ pub fn fetch(ns: Option<&TestNs>, ip: Ipv4Addr, port: u16) -> Result<String> {
         let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
         let mut stream = TcpStream::connect_timeout(&addr, BLOCKED_AFTER)
             .with_context(|| format!("connect {addr}"))?;
-        stream.set_read_timeout(Some(BLOCKED_AFTER))?;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
         let mut reply = String::new();
         stream
             .read_to_string(&mut reply)
