@@ -170,7 +170,9 @@ async fn a_thousand_cycles_leak_nothing() -> Result<()> {
         };
         network.attach(&handle, &space.netns(), &request).await?;
         network.net_in(&handle, 0, 8080).await?;
-        network.net_out(&handle, std::slice::from_ref(&rule)).await?;
+        network
+            .net_out(&handle, std::slice::from_ref(&rule))
+            .await?;
         network.detach(&handle).await?;
     }
     network.settle().await;
