@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cell_agent::executor::{
-    Capacity, ContainerState, Event, Executor, ExecutorConfig, NullLogSink, Resources,
+    lrp_tags, tags, Capacity, ContainerState, Event, Executor, ExecutorConfig, NullLogSink,
+    Resources, RunRequest,
 };
 use common::{request, sh, Cell};
 use diego::models::action::{Action, EmitProgressAction, Steps, TimeoutAction, TryAction};
 use diego::models::check::{Check, CheckDefinition};
+use diego::models::DesiredLrp;
 use garden_api::client::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -72,12 +74,22 @@ async fn lrp_with_a_port_check_runs_reports_metrics_and_stops() {
         async move { executor.run_metrics(cancel).await }
     });
     let guid = common::guid("lrp");
-    let mut req = request(sh("exec nc -ll -p 8080 -e /bin/cat"));
-    req.monitor = port_check(8080);
+    // As the rep will: from diego's desired LRP.
+    let mut lrp = DesiredLrp::new("web", "cf-apps", sh("exec nc -ll -p 8080 -e /bin/cat"));
+    lrp.rootfs = common::busybox_rootfs();
+    lrp.memory_mb = 64;
+    lrp.disk_mb = 64;
+    lrp.check_definition = Some(CheckDefinition::port(8080));
     cell.garden.loopback_up_soon(&guid);
     let started = Instant::now();
-    cell.start_container(&guid, req);
+    cell.executor
+        .reserve(&guid, Resources::of_lrp(&lrp), lrp_tags(&lrp, 0, &guid))
+        .expect("reserve");
+    cell.executor
+        .run(&guid, RunRequest::for_lrp(&lrp, 0, &guid))
+        .expect("run");
     let running = cell.running(&guid, LONG).await;
+    assert_eq!(running.tags[tags::PROCESS_GUID], "web");
     eprintln!("lrp running after {:?}", started.elapsed());
     assert_eq!(running.state, ContainerState::Running);
     assert!(running.health.expect("health").healthy);
@@ -85,6 +97,7 @@ async fn lrp_with_a_port_check_runs_reports_metrics_and_stops() {
     loop {
         if let Some(m) = cell.executor.metrics().get(&guid) {
             assert!(m.memory_bytes > 0, "{m:?}");
+            assert_eq!(m.memory_limit_bytes, 64 << 20);
             break;
         }
         assert!(Instant::now() < deadline, "no metrics for {guid}");

@@ -17,8 +17,12 @@ pub struct ContainerMetrics {
     pub cpu_total: Duration,
     /// Memory counted toward the limit.
     pub memory_bytes: u64,
+    /// The memory limit (0: none).
+    pub memory_limit_bytes: u64,
     /// Bytes the container's own writes take.
     pub disk_bytes: u64,
+    /// The disk limit of those writes (0: none).
+    pub disk_limit_bytes: u64,
     /// Received bytes.
     pub rx_bytes: u64,
     /// Sent bytes.
@@ -61,7 +65,9 @@ impl Sampler {
                     cpu_fraction,
                     cpu_total,
                     memory_bytes: m.memory.total_usage_toward_limit,
+                    memory_limit_bytes: 0,
                     disk_bytes: m.disk.exclusive_bytes_used,
+                    disk_limit_bytes: 0,
                     rx_bytes: m.network.rx_bytes,
                     tx_bytes: m.network.tx_bytes,
                     age: m.age,

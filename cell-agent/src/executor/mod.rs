@@ -22,6 +22,7 @@ mod reconcile;
 mod state;
 mod steps;
 mod store;
+mod work;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ pub use reconcile::ReconcileReport;
 pub use state::ContainerState;
 pub use steps::{DownloadError, StepError, UploadError};
 pub use store::{Capacity, StoreError};
+pub use work::{lrp_tags, tags, task_tags};
 
 use steps::Downloader;
 use store::Store;
@@ -359,7 +361,16 @@ impl Executor {
                     .filter(|(_, e)| e.err.is_none())
                     .map(|(h, e)| (h, e.metrics))
                     .collect();
-                *lock(&self.inner.metrics) = sampler.sample(&all, Instant::now());
+                let mut sampled = sampler.sample(&all, Instant::now());
+                let store = lock(&self.inner.store);
+                for (guid, m) in &mut sampled {
+                    if let Ok(entry) = store.get(guid) {
+                        m.memory_limit_bytes = entry.container.resources.memory_mb << 20;
+                        m.disk_limit_bytes = entry.container.resources.disk_mb << 20;
+                    }
+                }
+                drop(store);
+                *lock(&self.inner.metrics) = sampled;
             }
             Err(error) => tracing::warn!(%error, "garden metrics unavailable"),
         }
