@@ -381,7 +381,72 @@ pub(crate) fn human_size(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A server answering every GET after 200 ms; the most requests it saw
+    /// at once.
+    async fn slow_server() -> (String, Arc<AtomicUsize>) {
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen = most.clone();
+        let app = axum::Router::new().route(
+            "/{name}",
+            axum::routing::get(move || {
+                let (now, most) = (now.clone(), most.clone());
+                async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    "body"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn at_most_n_downloads_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ExecutorConfig {
+            cache_dir: dir.path().join("cache"),
+            temp_dir: dir.path().join("tmp"),
+            max_concurrent_downloads: 2,
+            ..ExecutorConfig::default()
+        };
+        let downloader = Arc::new(Downloader::new(&config).expect("downloader"));
+        let (base, most) = slow_server().await;
+        let fetches = (0..6).map(|i| {
+            let downloader = downloader.clone();
+            let action = DownloadAction {
+                from: format!("{base}/{i}"),
+                cache_key: format!("key-{i}"),
+                ..DownloadAction::default()
+            };
+            tokio::spawn(async move { downloader.fetch(&action).await.map(|f| f.size) })
+        });
+        for fetch in futures_util::future::join_all(fetches).await {
+            assert_eq!(fetch.expect("join").expect("fetch"), 4);
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(downloader.cached_keys().len(), 6);
+        let bad = DownloadAction {
+            from: format!("{base}/x"),
+            checksum_algorithm: "md5".into(),
+            ..DownloadAction::default()
+        };
+        let err = downloader.fetch(&bad).await.err().expect("md5 refused");
+        assert_eq!(
+            err.to_string(),
+            "unsupported checksum algorithm \"md5\" (sha1 or sha256)"
+        );
+    }
 
     #[test]
     fn sizes_read_like_diegos() {
