@@ -301,6 +301,22 @@ async fn reserve_beyond_capacity_is_refused() {
     )
     .expect("executor");
     let mut events = executor.subscribe();
+    let missing = Executor::new(
+        ExecutorConfig {
+            healthcheck_binary: Some(scratch.path().join("nope")),
+            ..common::test_config(scratch.path())
+        },
+        Client::unix(scratch.path().join("no-garden.sock")),
+        std::sync::Arc::new(NullLogSink),
+    )
+    .err()
+    .expect("no health-check binary");
+    assert!(
+        missing
+            .to_string()
+            .starts_with("finding the health-check binary: "),
+        "{missing}"
+    );
     let r = |memory_mb, disk_mb| Resources {
         memory_mb,
         disk_mb,

@@ -151,6 +151,12 @@ impl Executor {
             Some(path) => path.clone(),
             None => std::env::current_exe().map_err(ExecutorError::HealthcheckBinary)?,
         };
+        if !healthcheck_binary.is_file() {
+            return Err(ExecutorError::HealthcheckBinary(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not a file", healthcheck_binary.display()),
+            )));
+        }
         let downloads = Arc::new(Downloader::new(&config)?);
         let processes = process::Processes::start().map_err(ExecutorError::ProcessThread)?;
         let (events, _) = broadcast::channel(1024);
