@@ -51,6 +51,14 @@
 //! [internal]
 //! # api_key = "..."   # shared bearer key for cells; generated and kept in data_dir when absent
 //! # per-cell keys live in the cell_credentials table (`controller-lite cell-key`)
+//!
+//! [scheduler]
+//! kind = "diego"                  # or "recording" (work kept in the database only)
+//! convergence_interval_secs = 30  # periodic pass; lost cells are handled at once
+//! presence_ttl_secs = 15          # a cell's presence lives this long without a refresh
+//! auction_batch_window_ms = 50    # start requests gathered into one auction
+//! cell_fetch_timeout_ms = 2000    # a cell's GET /state and POST /work
+//! lock_ttl_secs = 15              # lease of the one active auctioneer per database
 //! ```
 
 use std::net::SocketAddr;
@@ -120,6 +128,51 @@ pub struct Config {
     pub log_cache: LogCacheConfig,
     /// The cell-facing (internal) API.
     pub internal: InternalConfig,
+    /// The scheduler: Diego's BBS and auctioneer, or the recording stub.
+    pub scheduler: SchedulerConfig,
+}
+
+/// Which scheduler places work, and its timings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// `diego` (BBS, auctioneer, convergence) or `recording` (keeps the
+    /// work in the database for someone else to place).
+    pub kind: SchedulerKind,
+    /// Seconds between periodic convergence passes.
+    pub convergence_interval_secs: u64,
+    /// Seconds a cell's presence lives without a refresh.
+    pub presence_ttl_secs: u64,
+    /// Milliseconds the auctioneer gathers start requests into one batch.
+    pub auction_batch_window_ms: u64,
+    /// Milliseconds allowed for a cell's `GET /state` and `POST /work`.
+    pub cell_fetch_timeout_ms: u64,
+    /// Seconds of the auctioneer's database lease (one active per database).
+    pub lock_ttl_secs: u64,
+}
+
+/// See [`SchedulerConfig::kind`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    /// Diego's BBS, auctioneer and convergence.
+    #[default]
+    Diego,
+    /// Records work only.
+    Recording,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            kind: SchedulerKind::Diego,
+            convergence_interval_secs: 30,
+            presence_ttl_secs: diego::rep::PRESENCE_TTL_SECS,
+            auction_batch_window_ms: 50,
+            cell_fetch_timeout_ms: 2000,
+            lock_ttl_secs: 15,
+        }
+    }
 }
 
 /// One stack.
@@ -250,6 +303,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log_cache: LogCacheConfig::default(),
             internal: InternalConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -364,6 +418,14 @@ impl Config {
         }
         if self.log_cache.max_envelopes_per_source == 0 || self.log_cache.max_sources == 0 {
             return invalid("log_cache bounds must be positive");
+        }
+        let sch = &self.scheduler;
+        if sch.convergence_interval_secs == 0
+            || sch.presence_ttl_secs == 0
+            || sch.cell_fetch_timeout_ms == 0
+            || sch.lock_ttl_secs == 0
+        {
+            return invalid("scheduler intervals, TTLs and timeouts must be positive");
         }
         for user in &self.auth.users {
             if user.password.is_none() == user.password_hash.is_none() {

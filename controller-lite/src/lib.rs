@@ -7,11 +7,13 @@
 //! JSON in `api::error`), [`db`] (all SQL), [`blobstore`], [`packaging`]
 //! (resource matching, zip assembly), [`staging`] (builds, completion,
 //! timeout), [`lrps`] (apps → desired LRPs), [`scheduler`] (the hand-off),
-//! [`manifest`], [`auth`], [`cells`] (internal API credentials), [`logcache`], [`config`], [`server`], [`tls`].
+//! [`manifest`], [`auth`], [`cells`] (internal API credentials), [`logcache`], [`config`], [`server`], [`tls`],
+//! [`bbs`] (Diego's BBS, auctioneer and convergence) and [`recipes`] (work as Diego recipes).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
+pub mod bbs;
 pub mod blobstore;
 pub mod cells;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod logcache;
 pub mod lrps;
 pub mod manifest;
 pub mod packaging;
+pub mod recipes;
 pub mod scheduler;
 pub mod server;
 pub mod staging;

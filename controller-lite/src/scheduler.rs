@@ -30,6 +30,9 @@ pub enum SchedulerError {
     /// No such task or LRP.
     #[error("scheduler has no {0}")]
     Unknown(String),
+    /// The Diego scheduler (BBS) refused or failed.
+    #[error("scheduler: {0}")]
+    Bbs(#[from] Box<crate::bbs::BbsError>),
 }
 
 /// A blob a cell downloads, with the checksums to verify.

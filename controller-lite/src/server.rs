@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::auth::{self, AuthError, HashCost, TokenIssuer};
+use crate::bbs;
 use crate::blobstore::{BlobError, BlobKind, Blobstore, FsBlobstore};
-use crate::config::Config;
+use crate::config::{Config, SchedulerKind};
 use crate::db::{jobs, orgs, packages, users, Db, DbError};
 use crate::logcache::LogCache;
 use crate::lrps;
@@ -61,6 +62,7 @@ pub struct Controller {
     cancel: CancellationToken,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    scheduler_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Controller {
@@ -72,6 +74,9 @@ impl Controller {
     /// Stops the sweeper, then the server (graceful), in reverse start order.
     pub async fn shutdown(self) {
         self.cancel.cancel();
+        for task in self.scheduler_tasks.into_iter().rev() {
+            let _ = task.await;
+        }
         let _ = self.sweeper.await;
         let _ = self.server.await;
         tracing::info!("controller stopped");
@@ -106,6 +111,16 @@ pub async fn start_with_clock(
     config: Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Controller, ServerError> {
+    start_with_clocks(config, clock, Arc::new(bbs::SystemClock)).await
+}
+
+/// Starts a controller with injected clocks for staging deadlines and for
+/// the BBS (back-off, presence expiry).
+pub async fn start_with_clocks(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    bbs_clock: Arc<dyn bbs::Clock>,
+) -> Result<Controller, ServerError> {
     let data = config.data_dir.clone();
     std::fs::create_dir_all(&data).map_err(io_err("creating", data.display().to_string()))?;
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -126,16 +141,21 @@ pub async fn start_with_clock(
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")
         });
-    let state = tokio::task::spawn_blocking(move || build_state(config, base_url, clock))
-        .await
-        .map_err(|e| ServerError::Io {
-            what: "starting",
-            path: String::new(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
+    let state =
+        tokio::task::spawn_blocking(move || build_state(config, base_url, clock, bbs_clock))
+            .await
+            .map_err(|e| ServerError::Io {
+                what: "starting",
+                path: String::new(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
     let state = Arc::new(state);
     let cancel = CancellationToken::new();
     let sweeper = tokio::spawn(sweep(state.clone(), cancel.clone()));
+    let scheduler_tasks = match &state.bbs {
+        Some(bbs) => bbs.start(cancel.clone()),
+        None => Vec::new(),
+    };
     let app = api::router(state.clone());
     let stop = cancel.clone();
     let server = match tls {
@@ -167,6 +187,7 @@ pub async fn start_with_clock(
         cancel,
         server,
         sweeper,
+        scheduler_tasks,
     })
 }
 
@@ -175,6 +196,7 @@ fn build_state(
     config: Config,
     base_url: String,
     clock: Arc<dyn Clock>,
+    bbs_clock: Arc<dyn bbs::Clock>,
 ) -> Result<AppState, ServerError> {
     let data = config.data_dir.clone();
     let db = Db::open_with_readers(
@@ -217,7 +239,15 @@ fn build_state(
         config.log_cache.max_envelopes_per_source,
         config.log_cache.max_sources,
     )?);
-    let scheduler: Arc<dyn Scheduler> = Arc::new(RecordingScheduler::new(db.clone()));
+    let (scheduler, bbs): (Arc<dyn Scheduler>, _) = match config.scheduler.kind {
+        SchedulerKind::Recording => (Arc::new(RecordingScheduler::new(db.clone())), None),
+        SchedulerKind::Diego => {
+            let settings = bbs::BbsSettings::from_config(&config.scheduler);
+            let bbs = bbs::Bbs::new(db.clone(), settings, bbs_clock);
+            let diego = bbs::DiegoScheduler::new(bbs.clone(), config.default_stack.clone());
+            (Arc::new(diego), Some(bbs))
+        }
+    };
     let settings = StagingSettings {
         timeout_secs: i64::try_from(config.staging.timeout_secs).unwrap_or(i64::MAX),
         task_timeout_secs: i64::try_from(config.tasks.timeout_secs).unwrap_or(i64::MAX),
@@ -233,6 +263,9 @@ fn build_state(
         clock,
         settings,
     ));
+    if let Some(bbs) = &bbs {
+        bbs.set_staging(staging.clone());
+    }
     let synced = lrps::sync_all(&db, scheduler.as_ref(), &staging)?;
     tracing::info!(apps = synced, "desired LRPs synced");
     let tokens = TokenIssuer::new(
@@ -253,6 +286,7 @@ fn build_state(
         internal_key,
         hash_cost,
         metrics: Default::default(),
+        bbs,
     })
 }
 

@@ -40,6 +40,7 @@ pub(super) fn routes(upload_limit: usize) -> Router<Shared> {
             "/internal/v1/actual_lrps/{process_guid}/{index}",
             put(report_actual),
         )
+        .merge(crate::bbs::http::routes())
 }
 
 /// Proof that the caller holds the shared internal key or a cell's own key.
@@ -177,6 +178,8 @@ async fn completed(
 ) -> ApiResult<Json<Value>> {
     let cb: TaskCallback = parse_json(&body)?;
     tracing::info!(task_guid = %guid, caller = %i.caller, failed = cb.failed, "task completion reported");
+    let (s3, g3, caller) = (s.clone(), guid.clone(), i.caller.clone());
+    blocking(move || crate::bbs::http::completion_hook(&s3, &caller, &g3, &body)).await?;
     let outcome = if cb.failed {
         TaskOutcome::Failed {
             reason: cb.failure_reason,

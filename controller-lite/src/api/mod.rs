@@ -6,7 +6,7 @@ mod buildpacks;
 mod builds;
 pub mod error;
 mod features;
-mod internal;
+pub(crate) mod internal;
 mod list;
 mod logs;
 mod manifest;
@@ -61,6 +61,8 @@ pub struct AppState {
     pub hash_cost: crate::auth::HashCost,
     /// Request counters for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// The BBS when the scheduler is diego's.
+    pub bbs: Option<Arc<crate::bbs::Bbs>>,
 }
 
 /// Shared handler state.

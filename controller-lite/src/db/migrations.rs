@@ -265,6 +265,60 @@ CREATE TABLE cell_credentials (
     revoked_at INTEGER
 );
 "#,
+    // 5: the BBS (issue 7): Diego's records, cell presences and leases.
+    // Times are Unix milliseconds; records keep diego's JSON beside the
+    // columns queries need.
+    r#"
+CREATE TABLE bbs_desired_lrps (
+    process_guid TEXT PRIMARY KEY,
+    app_process_guid TEXT NOT NULL,
+    app_guid TEXT NOT NULL,
+    version TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    target_instances INTEGER NOT NULL,
+    retiring INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX bbs_desired_lrps_app_process ON bbs_desired_lrps(app_process_guid);
+CREATE TABLE bbs_actual_lrps (
+    process_guid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    presence TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    state TEXT NOT NULL,
+    instance_guid TEXT,
+    cell_id TEXT,
+    net_info TEXT,
+    crash_count INTEGER NOT NULL,
+    crash_reason TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    placement_error TEXT NOT NULL,
+    mod_epoch TEXT NOT NULL,
+    mod_index INTEGER NOT NULL,
+    PRIMARY KEY (process_guid, idx, presence)
+);
+CREATE INDEX bbs_actual_lrps_cell ON bbs_actual_lrps(cell_id);
+CREATE TABLE bbs_tasks (
+    task_guid TEXT PRIMARY KEY,
+    domain TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX bbs_tasks_state ON bbs_tasks(state);
+CREATE TABLE bbs_cells (
+    cell_id TEXT PRIMARY KEY,
+    presence TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE bbs_locks (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date.

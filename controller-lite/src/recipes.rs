@@ -1,0 +1,379 @@
+//! The controller's work ([`crate::scheduler`]'s definitions) as Diego
+//! recipes: desired LRPs and task definitions with their action trees.
+//!
+//! - Buildpack apps: download the droplet (internal blob URL, SHA-256
+//!   checksum, cache key per process) into `/home/vcap`, then run the
+//!   start command as `vcap` through a small launcher script that sources
+//!   `profile.d` and `.profile` like Cloud Foundry's launcher (REFERENCE §3).
+//! - Docker apps: rootfs `docker:///<image>`, the command run as the
+//!   image's user.
+//! - Staging: download the package and the buildpacks (and the previous
+//!   cache, if any) in parallel, run `/tmp/lifecycle/builder`, upload the
+//!   droplet and the new cache. Docker staging runs
+//!   `/tmp/lifecycle/docker-builder` for the image's config.
+//!
+//! Blob URLs are the controller's internal API: a cell fetches them with
+//! its own bearer key.
+
+use diego::models::action::{DownloadAction, RunAction, Steps, TryAction, UploadAction};
+use diego::models::{self as d, Action, CheckDefinition};
+use sha2::{Digest as _, Sha256};
+
+use crate::bbs::LRP_DOMAIN;
+use crate::scheduler::{BlobLocation, DesiredLrp, TaskAction, TaskDefinition};
+
+/// Why a controller definition cannot become a recipe.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// Neither a droplet nor a docker image.
+    #[error("{what} {guid} has neither a droplet nor a docker image")]
+    NothingToRun {
+        /// `process` or `task`.
+        what: &'static str,
+        /// Its guid.
+        guid: String,
+    },
+    /// A docker app without a command.
+    #[error("process {0} has no start command")]
+    NoCommand(String),
+    /// The result fails diego's validation.
+    #[error(transparent)]
+    Invalid(#[from] d::DesiredLrpError),
+}
+
+/// Where droplets are extracted.
+pub const HOME: &str = "/home/vcap";
+/// The staging lifecycle binary inside a staging container.
+pub const BUILDER: &str = "/tmp/lifecycle/builder";
+/// The docker staging lifecycle binary.
+pub const DOCKER_BUILDER: &str = "/tmp/lifecycle/docker-builder";
+/// User apps and staging run as.
+pub const USER: &str = "vcap";
+
+/// `$1` is the start command.
+const LAUNCHER: &str = r#"cd /home/vcap/app 2>/dev/null || cd /home/vcap
+for f in /home/vcap/profile.d/*.sh /home/vcap/app/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
+[ -r /home/vcap/app/.profile ] && . /home/vcap/app/.profile
+if [ -x /bin/bash ]; then exec /bin/bash -c "$1"; else exec /bin/sh -c "$1"; fi"#;
+
+/// The diego process guid of one version of a process (as Cloud
+/// Controller names them): a new version is a new desired LRP.
+pub fn diego_process_guid(process_guid: &str, version: &str) -> String {
+    format!("{process_guid}-{version}")
+}
+
+fn rootfs(stack: Option<&str>, image: Option<&str>, default_stack: &str) -> String {
+    match (image, stack) {
+        (Some(image), _) => format!("docker:///{}", image.trim_start_matches('/')),
+        (None, Some(stack)) => format!("preloaded:{stack}"),
+        (None, None) => format!("preloaded:{default_stack}"),
+    }
+}
+
+fn mb(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn download(artifact: &str, blob: &BlobLocation, to: &str, cache_key: String) -> Action {
+    Action::Download(DownloadAction {
+        artifact: artifact.into(),
+        from: blob.url.clone(),
+        to: to.into(),
+        cache_key,
+        user: USER.into(),
+        checksum_algorithm: "sha256".into(),
+        checksum_value: blob.sha256.clone(),
+        ..DownloadAction::default()
+    })
+}
+
+fn launch(command: &str, log_source: &str) -> Action {
+    Action::Run(RunAction {
+        path: "/bin/sh".into(),
+        args: vec![
+            "-c".into(),
+            LAUNCHER.into(),
+            "launcher".into(),
+            command.into(),
+        ],
+        dir: HOME.into(),
+        user: USER.into(),
+        log_source: log_source.into(),
+        ..RunAction::default()
+    })
+}
+
+fn run_image_command(command: &str, log_source: &str) -> Action {
+    Action::Run(RunAction {
+        path: "/bin/sh".into(),
+        args: vec!["-c".into(), command.into()],
+        log_source: log_source.into(),
+        ..RunAction::default()
+    })
+}
+
+fn app_env(
+    env: &std::collections::BTreeMap<String, String>,
+    buildpack: bool,
+) -> Vec<d::action::EnvVar> {
+    let mut env = env.clone();
+    env.entry("PORT".into())
+        .or_insert_with(|| crate::lrps::APP_PORT.to_string());
+    if buildpack {
+        for (k, v) in [
+            ("HOME", "/home/vcap/app"),
+            ("TMPDIR", "/home/vcap/tmp"),
+            ("DEPS_DIR", "/home/vcap/deps"),
+        ] {
+            env.entry(k.into()).or_insert_with(|| v.into());
+        }
+    }
+    d::action::env(&env)
+}
+
+fn check(lrp: &DesiredLrp, port: u16) -> Option<CheckDefinition> {
+    let timeout_ms = lrp
+        .health_check
+        .invocation_timeout_secs
+        .map_or(0, |s| mb(s).saturating_mul(1000));
+    let mut def = match lrp.health_check.kind.as_str() {
+        "process" | "none" => return None,
+        "http" => CheckDefinition::http(
+            port,
+            lrp.health_check
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "/".into()),
+        ),
+        _ => CheckDefinition::port(port),
+    };
+    for c in &mut def.checks {
+        match c {
+            d::Check::Tcp {
+                connect_timeout_ms, ..
+            } => *connect_timeout_ms = timeout_ms,
+            d::Check::Http {
+                request_timeout_ms, ..
+            } => *request_timeout_ms = timeout_ms,
+        }
+    }
+    def.log_source = "HEALTH".into();
+    Some(def)
+}
+
+/// The diego desired LRP of a controller process (one version of it).
+pub fn desired_lrp(lrp: &DesiredLrp, default_stack: &str) -> Result<d::DesiredLrp, RecipeError> {
+    let guid = diego_process_guid(&lrp.process_guid, &lrp.version);
+    let port = lrp.ports.first().copied().unwrap_or(crate::lrps::APP_PORT);
+    let (setup, action) = match (&lrp.droplet, &lrp.docker_image) {
+        (Some(droplet), _) => (
+            Some(download(
+                "droplet",
+                droplet,
+                HOME,
+                format!("droplets-{}", lrp.process_guid),
+            )),
+            launch(&lrp.start_command, "APP/PROC/WEB"),
+        ),
+        (None, Some(_)) if lrp.start_command.is_empty() => {
+            return Err(RecipeError::NoCommand(lrp.process_guid.clone()))
+        }
+        (None, Some(_)) => (None, run_image_command(&lrp.start_command, "APP/PROC/WEB")),
+        (None, None) => {
+            return Err(RecipeError::NothingToRun {
+                what: "process",
+                guid: lrp.process_guid.clone(),
+            })
+        }
+    };
+    let mut out = d::DesiredLrp::new(guid, LRP_DOMAIN, action);
+    out.instances = u32::try_from(lrp.instances.max(0)).unwrap_or(u32::MAX);
+    out.rootfs = rootfs(
+        lrp.stack.as_deref(),
+        lrp.docker_image.as_deref(),
+        default_stack,
+    );
+    out.memory_mb = mb(lrp.memory_mb);
+    out.disk_mb = mb(lrp.disk_mb);
+    out.ports = lrp.ports.clone();
+    if out.ports.is_empty() {
+        out.ports.push(port);
+    }
+    if !lrp.routes.is_empty() {
+        out.routes = vec![d::Route {
+            hostnames: lrp.routes.clone(),
+            port,
+            route_service_url: None,
+        }];
+    }
+    out.env = app_env(&lrp.env, lrp.droplet.is_some());
+    out.setup = setup;
+    out.check_definition = check(lrp, port);
+    out.start_timeout_ms = lrp
+        .health_check
+        .timeout_secs
+        .map_or(0, |s| mb(s).saturating_mul(1000).min(180_000));
+    out.log_guid.clone_from(&lrp.log_source_id);
+    out.metrics_guid.clone_from(&lrp.app_guid);
+    out.annotation = serde_json::json!({"app_guid": lrp.app_guid, "process_type": lrp.process_type, "version": lrp.version}).to_string();
+    out.validate()?;
+    Ok(out)
+}
+
+fn buildpack_dir(key: &str) -> String {
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    format!("/tmp/buildpacks/{}", &hash[..32])
+}
+
+fn parallel(actions: Vec<Action>) -> Action {
+    Action::Parallel(Steps { actions })
+}
+
+fn serial(actions: Vec<Action>) -> Action {
+    Action::Serial(Steps { actions })
+}
+
+fn try_(action: Action) -> Action {
+    Action::Try(TryAction {
+        action: Box::new(action),
+        log_source: String::new(),
+    })
+}
+
+fn upload(artifact: &str, from: &str, to: &str) -> Action {
+    Action::Upload(UploadAction {
+        artifact: artifact.into(),
+        from: from.into(),
+        to: to.into(),
+        user: USER.into(),
+        log_source: String::new(),
+    })
+}
+
+fn buildpack_staging(action: &TaskAction) -> Option<Action> {
+    let TaskAction::BuildpackStaging {
+        package,
+        buildpacks,
+        buildpack_cache,
+        droplet_upload_url,
+        buildpack_cache_upload_url,
+    } = action
+    else {
+        return None;
+    };
+    let mut downloads = vec![download("app package", package, "/tmp/app", String::new())];
+    for bp in buildpacks {
+        if let Some(blob) = &bp.blob {
+            let cache_key = format!("buildpack-{}", bp.key);
+            downloads.push(download(&bp.name, blob, &buildpack_dir(&bp.key), cache_key));
+        }
+    }
+    if let Some(cache) = buildpack_cache {
+        downloads.push(try_(download(
+            "build artifacts cache",
+            cache,
+            "/tmp/cache",
+            String::new(),
+        )));
+    }
+    let order: Vec<&str> = buildpacks.iter().map(|b| b.key.as_str()).collect();
+    let skip_detect = buildpacks.iter().any(|b| b.skip_detect);
+    let builder = Action::Run(RunAction {
+        path: BUILDER.into(),
+        args: vec![
+            "-buildDir=/tmp/app".into(),
+            "-buildpacksDir=/tmp/buildpacks".into(),
+            "-buildArtifactsCacheDir=/tmp/cache".into(),
+            "-outputDroplet=/tmp/droplet".into(),
+            "-outputBuildArtifactsCache=/tmp/output-cache".into(),
+            "-outputMetadata=/tmp/result.json".into(),
+            format!("-buildpackOrder={}", order.join(",")),
+            format!("-skipDetect={skip_detect}"),
+        ],
+        user: USER.into(),
+        log_source: "STG".into(),
+        ..RunAction::default()
+    });
+    let uploads = parallel(vec![
+        upload("droplet", "/tmp/droplet", droplet_upload_url),
+        try_(upload(
+            "build artifacts cache",
+            "/tmp/output-cache",
+            buildpack_cache_upload_url,
+        )),
+    ]);
+    Some(serial(vec![parallel(downloads), builder, uploads]))
+}
+
+/// The diego definition of a controller task (staging or `run-task`).
+pub fn task_definition(
+    task: &TaskDefinition,
+    default_stack: &str,
+) -> Result<d::TaskDefinition, RecipeError> {
+    let (rootfs_value, action, buildpack) = match &task.action {
+        TaskAction::BuildpackStaging { .. } => (
+            rootfs(task.stack.as_deref(), None, default_stack),
+            buildpack_staging(&task.action).unwrap_or_else(|| serial(Vec::new())),
+            true,
+        ),
+        TaskAction::DockerStaging { image } => (
+            rootfs(task.stack.as_deref(), None, default_stack),
+            Action::Run(RunAction {
+                path: DOCKER_BUILDER.into(),
+                args: vec![
+                    format!("-dockerRef={image}"),
+                    "-outputMetadataJSONFilename=/tmp/result.json".into(),
+                ],
+                log_source: "STG".into(),
+                ..RunAction::default()
+            }),
+            false,
+        ),
+        TaskAction::Run {
+            droplet: Some(droplet),
+            command,
+            ..
+        } => (
+            rootfs(task.stack.as_deref(), None, default_stack),
+            serial(vec![
+                download(
+                    "droplet",
+                    droplet,
+                    HOME,
+                    format!("droplets-{}", task.app_guid),
+                ),
+                launch(command, &task.log_source_type),
+            ]),
+            true,
+        ),
+        TaskAction::Run {
+            docker_image: Some(image),
+            command,
+            ..
+        } => (
+            rootfs(None, Some(image), default_stack),
+            run_image_command(command, &task.log_source_type),
+            false,
+        ),
+        TaskAction::Run { .. } => {
+            return Err(RecipeError::NothingToRun {
+                what: "task",
+                guid: task.task_guid.clone(),
+            })
+        }
+    };
+    let mut env = task.env.clone();
+    if let Some(stack) = &task.stack {
+        env.entry("CF_STACK".into())
+            .or_insert_with(|| stack.clone());
+    }
+    let mut out = d::TaskDefinition::new(rootfs_value, action);
+    out.memory_mb = mb(task.memory_mb);
+    out.disk_mb = mb(task.disk_mb);
+    out.env = app_env(&env, buildpack);
+    out.result_file = task.result_file.clone().unwrap_or_default();
+    out.log_guid.clone_from(&task.log_source_id);
+    out.log_source.clone_from(&task.log_source_type);
+    out.metrics_guid.clone_from(&task.app_guid);
+    Ok(out)
+}

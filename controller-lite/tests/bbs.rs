@@ -1,0 +1,274 @@
+//! The BBS through the internal API with real HTTP and SQLite: presence
+//! and events with per-cell keys, crash back-off with an injected clock,
+//! and the single-auctioneer lease.
+
+#[path = "bbs_common.rs"]
+mod bbs_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use bbs_common::{app_lrp, call, net, send_events, Ctl, ManualClock};
+use controller_lite::bbs::{Bbs, BbsSettings};
+use controller_lite::config::SchedulerConfig;
+use controller_lite::db::Db;
+use diego::models::{ActualLrpInstanceKey, ActualLrpKey};
+use diego::rep::{CellPresence, LrpEvent};
+use reqwest::Method;
+use serde_json::json;
+
+const QUIET: &str = "convergence_interval_secs = 3600";
+
+fn presence(cell: &str) -> serde_json::Value {
+    serde_json::to_value(CellPresence {
+        cell_id: cell.into(),
+        // Nothing listens: auctions leave the instances UNCLAIMED.
+        rep_url: "http://127.0.0.1:9".into(),
+        rep_key: "k".into(),
+        zone: "z1".into(),
+        stacks: vec!["cflinuxfs4".into()],
+        placement_tags: Vec::new(),
+        optional_placement_tags: Vec::new(),
+        capacity: diego::auction::Capacity {
+            memory_mb: 1024,
+            disk_mb: 1024,
+            containers: 10,
+        },
+        evacuating: false,
+    })
+    .expect("json")
+}
+
+fn key(pg: &str, index: u32) -> ActualLrpKey {
+    ActualLrpKey::new(pg, index, "cf-apps")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_cell_keys_guard_presence_and_events() -> Result<()> {
+    let ctl = Ctl::start(QUIET).await?;
+    let (a, b) = (ctl.cell_key("cell-a").await?, ctl.cell_key("cell-b").await?);
+    let url = format!("{}/internal/v1/cells/cell-a/presence", ctl.base);
+    ensure!(call(Method::PUT, url.clone(), &a, Some(presence("cell-a"))).await? == 200);
+    ensure!(
+        call(Method::PUT, url.clone(), &b, Some(presence("cell-a"))).await? == 403,
+        "cell-b's key must not announce cell-a"
+    );
+    ensure!(call(Method::PUT, url.clone(), "nope", Some(presence("cell-a"))).await? == 401);
+    let mismatched = format!("{}/internal/v1/cells/cell-b/presence", ctl.base);
+    ensure!(call(Method::PUT, mismatched, &b, Some(presence("cell-a"))).await? == 403);
+
+    ctl.desire(app_lrp("p1", "v1", 2)).await?;
+    ensure!(ctl.states("p1").await? == vec![(0, "UNCLAIMED".into()), (1, "UNCLAIMED".into())]);
+    let pg = "p1-v1";
+    let inst = ActualLrpInstanceKey::new("i-0", "cell-a");
+    let claimed = LrpEvent::Claimed {
+        key: key(pg, 0),
+        instance: inst.clone(),
+    };
+    ensure!(send_events(&ctl.base, &b, "cell-a", vec![claimed.clone()]).await? == 403);
+    ensure!(send_events(&ctl.base, &a, "cell-a", vec![claimed]).await? == 204);
+    let running = LrpEvent::Running {
+        key: key(pg, 0),
+        instance: inst.clone(),
+        net_info: net(61001),
+    };
+    ensure!(send_events(&ctl.base, &a, "cell-a", vec![running]).await? == 204);
+    let states = ctl.states("p1").await?;
+    ensure!(states[0] == (0, "RUNNING".into()), "{states:?}");
+
+    // Another instance guid cannot move a held record.
+    let thief = LrpEvent::Crashed {
+        key: key(pg, 0),
+        instance: ActualLrpInstanceKey::new("other", "cell-a"),
+        reason: "x".into(),
+    };
+    ensure!(send_events(&ctl.base, &a, "cell-a", vec![thief]).await? == 204);
+    ensure!(ctl.states("p1").await?[0].1 == "RUNNING");
+
+    // Metrics feed the process stats.
+    let metrics = json!({"containers": [{"process_guid": pg, "index": 0, "instance_guid": "i-0",
+        "cpu_fraction": 0.5, "memory_bytes": 1234, "memory_limit_bytes": 0, "disk_bytes": 99,
+        "disk_limit_bytes": 0, "uptime_secs": 3}]});
+    let murl = format!("{}/internal/v1/cells/cell-a/metrics", ctl.base);
+    ensure!(call(Method::POST, murl.clone(), &b, Some(metrics.clone())).await? == 403);
+    ensure!(call(Method::POST, murl, &a, Some(metrics)).await? == 204);
+    let s = ctl.controller().state.scheduler.clone();
+    let actual = tokio::task::spawn_blocking(move || s.actual_lrps("p1")).await??;
+    ensure!(
+        actual[0].mem == 1234 && actual[0].port == Some(61001),
+        "{actual:?}"
+    );
+
+    // The cell leaves: its RUNNING instance becomes SUSPECT, a replacement
+    // is created at once.
+    let del = call(Method::DELETE, url, &a, None).await?;
+    ensure!(del == 204, "{del}");
+    let n = ctl.running_records("p1").await?;
+    ensure!(n == 1, "the suspect keeps running until replaced: {n}");
+    let db = ctl.controller().state.db.clone();
+    let suspects: i64 = db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM bbs_actual_lrps WHERE presence = 'SUSPECT'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await?;
+    ensure!(suspects == 1);
+    ctl.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_back_off_follows_diego_with_an_injected_clock() -> Result<()> {
+    let clock = ManualClock::at_now();
+    let ctl = Ctl::start_with(QUIET, clock.clone()).await?;
+    let k = ctl.shared_key.clone();
+    ctl.desire(app_lrp("p2", "v1", 1)).await?;
+    let pg = "p2-v1";
+    let bbs = ctl.bbs();
+    let crash = |n: u32| {
+        let inst = ActualLrpInstanceKey::new(format!("i-{n}"), "cell-x");
+        vec![
+            LrpEvent::Claimed {
+                key: key(pg, 0),
+                instance: inst.clone(),
+            },
+            LrpEvent::Running {
+                key: key(pg, 0),
+                instance: inst.clone(),
+                net_info: net(61000),
+            },
+            LrpEvent::Crashed {
+                key: key(pg, 0),
+                instance: inst,
+                reason: "exited with status 1".into(),
+            },
+        ]
+    };
+    // Crashes 1 and 2 restart at once (UNCLAIMED again).
+    for n in 1..=2 {
+        ensure!(send_events(&ctl.base, &k, "cell-x", crash(n)).await? == 204);
+        let s = ctl.states("p2").await?;
+        ensure!(s[0].1 == "UNCLAIMED", "crash {n}: {s:?}");
+    }
+    // Crash 3 waits 30 s, crash 4 60 s.
+    for (n, wait) in [(3, 30), (4, 60)] {
+        ensure!(send_events(&ctl.base, &k, "cell-x", crash(n)).await? == 204);
+        ensure!(ctl.states("p2").await?[0].1 == "CRASHED");
+        clock.advance(Duration::from_secs(wait - 1));
+        let b = bbs.clone();
+        tokio::task::spawn_blocking(move || b.converge_once()).await??;
+        ensure!(
+            ctl.states("p2").await?[0].1 == "CRASHED",
+            "crash {n}: too early"
+        );
+        clock.advance(Duration::from_secs(2));
+        let b = bbs.clone();
+        let report = tokio::task::spawn_blocking(move || b.converge_once()).await??;
+        ensure!(report.starts >= 1, "{report:?}");
+        ensure!(
+            ctl.states("p2").await?[0].1 == "UNCLAIMED",
+            "crash {n}: restarted"
+        );
+    }
+    ctl.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_auctioneer_per_database() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("c.db");
+    let clock = ManualClock::at_now();
+    let settings = BbsSettings::from_config(&SchedulerConfig::default());
+    let one = Bbs::new(Db::open(&path)?, settings.clone(), clock.clone());
+    let two = Bbs::new(
+        Db::open(&path)?,
+        BbsSettings {
+            owner: "second".into(),
+            ..settings
+        },
+        clock.clone(),
+    );
+    ensure!(one.renew_lease()? && one.is_leader());
+    ensure!(!two.renew_lease()? && !two.is_leader(), "two leaders");
+    clock.advance(Duration::from_secs(5));
+    ensure!(one.renew_lease()?, "the holder renews");
+    clock.advance(Duration::from_secs(14));
+    ensure!(!two.renew_lease()?, "renewed lease still valid");
+    clock.advance(Duration::from_secs(2));
+    ensure!(two.renew_lease()?, "an expired lease is taken over");
+    ensure!(
+        !one.renew_lease()? && !one.is_leader(),
+        "the old holder steps down"
+    );
+    two.release_lease()?;
+    ensure!(one.renew_lease()?, "a released lease is free");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_lifecycle_through_the_internal_api() -> Result<()> {
+    let ctl = Ctl::start(QUIET).await?;
+    let a = ctl.cell_key("cell-t").await?;
+    let def = controller_lite::scheduler::TaskDefinition {
+        task_guid: "t-1".into(),
+        domain: controller_lite::scheduler::TASKS_DOMAIN.into(),
+        app_guid: "app".into(),
+        stack: Some("cflinuxfs4".into()),
+        memory_mb: 64,
+        disk_mb: 64,
+        env: Default::default(),
+        log_source_id: "app".into(),
+        log_source_type: "APP/TASK/t".into(),
+        result_file: None,
+        action: controller_lite::scheduler::TaskAction::Run {
+            droplet: None,
+            docker_image: Some("busybox".into()),
+            command: "true".into(),
+        },
+        deadline: i64::MAX,
+    };
+    let s = ctl.controller().state.scheduler.clone();
+    tokio::task::spawn_blocking(move || s.submit_task(&def)).await??;
+    let started = format!("{}/internal/v1/tasks/t-1/started", ctl.base);
+    let other = ctl.cell_key("cell-u").await?;
+    ensure!(
+        call(
+            Method::POST,
+            started.clone(),
+            &other,
+            Some(json!({"cell_id": "cell-t"}))
+        )
+        .await?
+            == 403
+    );
+    ensure!(
+        call(
+            Method::POST,
+            started,
+            &a,
+            Some(json!({"cell_id": "cell-t"}))
+        )
+        .await?
+            == 204
+    );
+    let done = format!("{}/internal/v1/tasks/t-1/completed", ctl.base);
+    let body = json!({"cell_id": "cell-u", "failed": false, "result": "ok"});
+    let wrong = call(Method::POST, done.clone(), &other, Some(body)).await?;
+    ensure!(wrong == 422, "only the running cell completes it: {wrong}");
+    let body = json!({"cell_id": "cell-t", "failed": false, "result": "ok"});
+    let ok = call(Method::POST, done.clone(), &a, Some(body.clone())).await?;
+    ensure!(ok == 200, "{ok}");
+    let bbs: Arc<Bbs> = ctl.bbs();
+    let left = bbs
+        .db()
+        .read(|c| controller_lite::bbs::records::task(c, "t-1"))
+        .await?;
+    ensure!(left.is_none(), "completed tasks leave the BBS");
+    ctl.stop().await;
+    Ok(())
+}
