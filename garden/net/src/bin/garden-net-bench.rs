@@ -73,6 +73,8 @@ struct Figures {
     preload: usize,
     attach_p50_ms: f64,
     attach_p95_ms: f64,
+    net_in_p50_ms: f64,
+    net_in_p95_ms: f64,
     detach_p50_ms: f64,
     detach_p95_ms: f64,
     cycle_p50_ms: f64,
@@ -98,12 +100,21 @@ fn rule() -> NetOutRule {
     }
 }
 
-async fn measure(network: &Network, preloaded: usize, iterations: usize) -> Result<Figures> {
+/// One series; with `settle_each` the background link removal of each
+/// cycle is waited for (untimed) before the next, so `attach` runs on a
+/// quiet kernel.
+async fn measure(
+    network: &Network,
+    preloaded: usize,
+    iterations: usize,
+    settle_each: bool,
+) -> Result<Figures> {
     // A fresh namespace per container, made before timing, as a runtime would.
     let spaces: Vec<Space> = (0..iterations)
         .map(|_| Space::new())
         .collect::<Result<_>>()?;
-    let (mut attach, mut detach, mut cycle) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut attach, mut net_in, mut detach, mut cycle) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let request = AttachRequest {
         net_out: vec![rule()],
         ..AttachRequest::default()
@@ -118,14 +129,20 @@ async fn measure(network: &Network, preloaded: usize, iterations: usize) -> Resu
         network.detach(&handle).await?;
         let t3 = Instant::now();
         attach.push(t1 - t0);
+        net_in.push(t2 - t1);
         detach.push(t3 - t2);
         cycle.push(t3 - t0);
+        if settle_each {
+            network.settle().await;
+        }
     }
     network.settle().await;
     Ok(Figures {
         preload: preloaded,
         attach_p50_ms: percentile(&mut attach, 0.5),
         attach_p95_ms: percentile(&mut attach, 0.95),
+        net_in_p50_ms: percentile(&mut net_in, 0.5),
+        net_in_p95_ms: percentile(&mut net_in, 0.95),
         detach_p50_ms: percentile(&mut detach, 0.5),
         detach_p95_ms: percentile(&mut detach, 0.95),
         cycle_p50_ms: percentile(&mut cycle, 0.5),
@@ -153,19 +170,29 @@ async fn run(args: &Args, network: &Network) -> Result<Vec<Figures>> {
             network.net_in(&handle, 0, 8080).await?;
             attached += 1;
         }
-        let f = measure(network, attached, args.iterations).await?;
+        let f = measure(network, attached, args.iterations, false).await?;
         println!(
-            "preload {:>4}: attach p50 {:6.2} ms p95 {:6.2} | detach p50 {:6.2} p95 {:6.2} | \
-             attach+net_in+detach p50 {:6.2} p95 {:6.2}",
+            "preload {:>4}: attach p50 {:6.2} ms p95 {:6.2} | net_in p50 {:5.2} p95 {:5.2} | \
+             detach p50 {:6.2} p95 {:6.2} | attach+net_in+detach p50 {:6.2} p95 {:6.2}",
             f.preload,
             f.attach_p50_ms,
             f.attach_p95_ms,
+            f.net_in_p50_ms,
+            f.net_in_p95_ms,
             f.detach_p50_ms,
             f.detach_p95_ms,
             f.cycle_p50_ms,
             f.cycle_p95_ms
         );
         figures.push(f);
+        if preload == 0 {
+            let quiet = measure(network, 0, args.iterations, true).await?;
+            println!(
+                "preload    0, each link removal awaited (untimed): attach p50 {:6.2} ms p95 {:6.2} | \
+                 net_in p50 {:5.2} | detach p50 {:6.2} p95 {:6.2}",
+                quiet.attach_p50_ms, quiet.attach_p95_ms, quiet.net_in_p50_ms, quiet.detach_p50_ms, quiet.detach_p95_ms
+            );
+        }
     }
     Ok(figures)
 }
