@@ -271,6 +271,13 @@ fn apply_event(conn: &Connection, event: &LrpEvent, now: Timestamp) -> Result<Ef
             r.start(instance, net_info.clone(), now)?;
             records::put_actual(conn, &r)?;
             tracing::info!(process_guid = %key.process_guid, index = key.index, cell_id = %instance.cell_id, "instance running");
+            // The replacement serves: the suspect or evacuating record it
+            // replaced goes (Diego's BBS does the same on start).
+            for presence in [Presence::Suspect, Presence::Evacuating] {
+                if let Some(old) = records::actual(conn, &key.process_guid, key.index, presence)? {
+                    rollout::retire(conn, &old, &mut fx)?;
+                }
+            }
             advance(conn, &key.process_guid, now, &mut fx)?;
         }
         LrpEvent::Crashed {
