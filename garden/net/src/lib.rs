@@ -20,6 +20,7 @@
 
 pub mod alloc;
 mod attach;
+mod bridges;
 pub mod config;
 pub mod files;
 pub mod link;

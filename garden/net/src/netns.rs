@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -23,6 +24,9 @@ pub enum NetnsError {
         /// Why.
         source: io::Error,
     },
+    /// The namespace is the daemon's own: a container must have its own.
+    #[error("network namespace {0}: is the host's own, not a container's")]
+    HostNamespace(PathBuf),
     /// Joining the namespace or opening the socket in it failed.
     #[error("network namespace {path}: cannot open a netlink socket inside: {source}")]
     Connect {
@@ -52,10 +56,22 @@ impl Netns {
         }
     }
 
-    /// Opens the namespace file (holding it keeps the namespace alive).
+    /// Opens the namespace file (holding it keeps the namespace alive);
+    /// the daemon's own namespace is refused.
     pub fn open(&self) -> Result<File, NetnsError> {
         let path = self.path();
-        File::open(&path).map_err(|source| NetnsError::Open { path, source })
+        let file = File::open(&path).map_err(|source| NetnsError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let own = std::fs::metadata("/proc/self/ns/net");
+        let target = file.metadata();
+        if let (Ok(own), Ok(target)) = (own, target) {
+            if (own.dev(), own.ino()) == (target.dev(), target.ino()) {
+                return Err(NetnsError::HostNamespace(path));
+            }
+        }
+        Ok(file)
     }
 }
 

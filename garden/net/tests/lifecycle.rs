@@ -152,6 +152,70 @@ async fn restart_restores_rules_and_allocations() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attaches_and_a_container_by_pid() -> Result<()> {
+    require_root();
+    let config = test_config("tc", "10.206.0.0/24");
+    let _cleanup = Cleanup::new(&config);
+    let state = tempfile::tempdir()?;
+    let (network, _) = Network::open(config, state.path()).await?;
+    let network = std::sync::Arc::new(network);
+    let spaces: Vec<TestNs> = (0..16).map(|_| TestNs::new()).collect::<Result<_>>()?;
+    let mut tasks = Vec::new();
+    for (i, space) in spaces.iter().enumerate() {
+        let (network, netns) = (network.clone(), space.netns());
+        // Half of them share one subnet, so bridge creation races too.
+        let subnet = if i % 2 == 0 { "10.206.0.128/27" } else { "" };
+        let request = AttachRequest {
+            network: subnet.into(),
+            ..AttachRequest::default()
+        };
+        tasks.push(tokio::spawn(async move {
+            let handle = format!("p{i}");
+            let attached = network.attach(&handle, &netns, &request).await?;
+            network.net_in(&handle, 0, 8080).await?;
+            anyhow::Ok(attached)
+        }));
+    }
+    let mut addresses = Vec::new();
+    for task in tasks {
+        addresses.push(task.await??.ip);
+    }
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 16, "every container has its own address");
+
+    // A container known by its init's pid, as the daemon knows it.
+    let process = common::NsProcess::start()?;
+    let by_pid = network
+        .attach(
+            "by-pid",
+            &garden_net::Netns::Pid(process.pid()),
+            &AttachRequest::default(),
+        )
+        .await?;
+    let inside = TestNs::of_pid(process.pid())?;
+    let _server = Server::start(Some(&inside), 8080, "by-pid")?;
+    assert_eq!(server_name(None, by_pid.ip, 8080)?, "by-pid");
+    let mapping = network.net_in("by-pid", 0, 8080).await?;
+    let port = u16::try_from(mapping.host_port)?;
+    assert_eq!(server_name(None, Ipv4Addr::LOCALHOST, port)?, "by-pid");
+
+    let mut tasks = Vec::new();
+    for handle in network.handles() {
+        let network = network.clone();
+        tasks.push(tokio::spawn(async move { network.detach(&handle).await }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    network.settle().await;
+    assert_eq!(network.usage(), Usage::default());
+    network.teardown().await?;
+    assert!(network.host_links().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cycles_leak_nothing() -> Result<()> {
     require_root();
     let config = test_config("tk", "10.205.0.0/24");

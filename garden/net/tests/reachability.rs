@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use common::{
-    fetch, reaches, require_root, server_name, test_config, Cleanup, Outside, Server, TestNs,
+    fetch, reaches, require_root, server_name, test_config, udp_reaches, Cleanup, Outside, Server,
+    TestNs, UdpEcho,
 };
 use garden_api::types::IpRange;
 use garden_api::types::{NetOutRule, PortRange, Protocol};
@@ -151,6 +152,34 @@ async fn reachability_matrix() -> Result<()> {
         Err(NetError::Rule { .. })
     ));
 
+    // UDP: exactly the port named; a rule for everything to an address range.
+    let _echo = [UdpEcho::start(&ns_b, 5353)?, UdpEcho::start(&ns_b, 5354)?];
+    assert!(
+        !udp_reaches(&ns_a, b.ip, 5353),
+        "udp is denied without a rule"
+    );
+    let udp = NetOutRule {
+        protocol: Protocol::Udp,
+        ..tcp_rule(b.ip, 5353)
+    };
+    network.net_out("a", &[udp]).await?;
+    assert!(udp_reaches(&ns_a, b.ip, 5353));
+    assert!(!udp_reaches(&ns_a, b.ip, 5354));
+    let everything = NetOutRule {
+        networks: vec![IpRange {
+            start: Some(b.ip.into()),
+            end: Some(b.ip.into()),
+        }],
+        ..NetOutRule::default()
+    };
+    network.net_out("a", &[everything]).await?;
+    assert!(
+        udp_reaches(&ns_a, b.ip, 5354),
+        "protocol all opens every port"
+    );
+    assert_eq!(server_name(Some(&ns_a), b.ip, 8081)?, "b8081");
+    assert!(!reaches(Some(&ns_b), a.ip, 8080), "still one-way");
+
     let stats = network.stats("a").await?;
     assert!(stats.rx_bytes > 0 && stats.tx_bytes > 0, "{stats:?}");
     assert_eq!(
@@ -251,6 +280,12 @@ async fn bad_requests_are_clear_errors_and_leave_nothing() -> Result<()> {
         .await
         .expect_err("no such process");
     assert!(err.to_string().contains("network namespace"), "{err}");
+    let own = garden_net::Netns::Pid(std::process::id());
+    let err = network
+        .attach("p", &own, &AttachRequest::default())
+        .await
+        .expect_err("host netns");
+    assert!(err.to_string().contains("host's own"), "{err}");
     assert!(matches!(
         network.net_in("nobody", 0, 80).await,
         Err(NetError::NotAttached(_))

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
@@ -67,6 +67,12 @@ impl TestNs {
         })
         .join()
         .map_err(|_| anyhow::anyhow!("netns thread panicked"))??;
+        Ok(Self { file })
+    }
+
+    /// The namespace of another process (kept alive by the opened file).
+    pub fn of_pid(pid: u32) -> Result<Self> {
+        let file = File::open(format!("/proc/{pid}/ns/net")).context("open /proc/<pid>/ns/net")?;
         Ok(Self { file })
     }
 
@@ -186,6 +192,57 @@ impl Drop for Server {
     }
 }
 
+/// A UDP server echoing every datagram, inside `ns`.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &TestNs, port: u16) -> Result<Self> {
+        let socket = ns.run(move || -> Result<UdpSocket> {
+            let socket = UdpSocket::bind(("0.0.0.0", port)).context("bind udp")?;
+            socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+            Ok(socket)
+        })??;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&buf[..n], peer);
+                }
+            }
+        });
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Whether a datagram from `ns` to `ip:port` is echoed within [`BLOCKED_AFTER`].
+pub fn udp_reaches(ns: &TestNs, ip: Ipv4Addr, port: u16) -> bool {
+    let probe = move || -> Result<bool> {
+        let socket = UdpSocket::bind(("0.0.0.0", 0))?;
+        socket.set_read_timeout(Some(BLOCKED_AFTER))?;
+        socket.send_to(b"ping", (ip, port))?;
+        let mut buf = [0u8; 16];
+        Ok(matches!(socket.recv_from(&mut buf), Ok((4, _))))
+    };
+    matches!(ns.run(probe), Ok(Ok(true)))
+}
+
 /// Connects from `ns` (None: the host) to `ip:port`; the server's answer, or
 /// an error when nothing answered within [`BLOCKED_AFTER`].
 pub fn fetch(ns: Option<&TestNs>, ip: Ipv4Addr, port: u16) -> Result<String> {
@@ -285,6 +342,42 @@ impl Outside {
 impl Drop for Outside {
     fn drop(&mut self) {
         let _ = run("ip", &["link", "del", &self.host_iface]);
+    }
+}
+
+/// A process in its own network namespace (`unshare --net sleep`), killed
+/// on drop: a container as the daemon sees it, by pid.
+pub struct NsProcess {
+    child: std::process::Child,
+}
+
+impl NsProcess {
+    pub fn start() -> Result<Self> {
+        let own = std::fs::read_link("/proc/self/ns/net")?;
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "120"])
+            .spawn()
+            .context("unshare")?;
+        let process = Self { child };
+        let path = format!("/proc/{}/ns/net", process.pid());
+        for _ in 0..200 {
+            if std::fs::read_link(&path).is_ok_and(|ns| ns != own) {
+                return Ok(process);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        bail!("unshare --net did not get its own namespace")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
