@@ -193,6 +193,21 @@ impl Network {
             .configure_container(record.ip, record.subnet.prefix_len(), record.gateway)
             .await
             .map_err(link_err)?;
+        // With eth0 up, the host veth gets its carrier, which enables its
+        // bridge port, which gives the bridge its carrier. The kernel hands
+        // these events out from rate-limited work, and a new bridge passes
+        // nothing until its event is handled (up to a second): handle the
+        // veth's, then the bridge's, now.
+        let names = [self.veth_name(record.ip), self.bridge_name(record.subnet)];
+        let synced = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .try_for_each(|name| crate::sys::sync_link_state(name).map(drop))
+        })
+        .await;
+        if let Ok(Err(err)) = synced {
+            tracing::debug!(%handle, %err, "syncing link state");
+        }
         let inside_done = std::time::Instant::now();
         let prefix = rules::log_prefix(handle);
         let objects = self

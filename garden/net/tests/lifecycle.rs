@@ -36,7 +36,7 @@ const BASE_CHAINS: usize = 5;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_rules_and_allocations() -> Result<()> {
     require_root();
-    let config = test_config("tl", "10.204.0.0/24");
+    let config = test_config("tl", "10.204.0.0/24", 47500);
     let _cleanup = Cleanup::new(&config);
     let state = tempfile::tempdir()?;
     let (ns_a, ns_b, ns_c) = (TestNs::new()?, TestNs::new()?, TestNs::new()?);
@@ -154,7 +154,7 @@ async fn restart_restores_rules_and_allocations() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_attaches_and_a_container_by_pid() -> Result<()> {
     require_root();
-    let config = test_config("tc", "10.206.0.0/24");
+    let config = test_config("tc", "10.206.0.0/24", 47600);
     let _cleanup = Cleanup::new(&config);
     let state = tempfile::tempdir()?;
     let (network, _) = Network::open(config, state.path()).await?;
@@ -218,7 +218,7 @@ async fn concurrent_attaches_and_a_container_by_pid() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cycles_leak_nothing() -> Result<()> {
     require_root();
-    let config = test_config("tk", "10.205.0.0/24");
+    let config = test_config("tk", "10.205.0.0/24", 47700);
     let _cleanup = Cleanup::new(&config);
     let state = tempfile::tempdir()?;
     let (network, _) = Network::open(config.clone(), state.path()).await?;

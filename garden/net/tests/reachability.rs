@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use common::{
-    fetch, reaches, require_root, server_name, test_config, udp_reaches, Cleanup, Outside, Server,
+    fetch, reaches, require_root, server_name, test_config, udp_echoed, Cleanup, Outside, Server,
     TestNs, UdpEcho,
 };
 use garden_api::types::IpRange;
@@ -35,7 +35,7 @@ fn tcp_rule(to: Ipv4Addr, port: u16) -> NetOutRule {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reachability_matrix() -> Result<()> {
     require_root();
-    let config = test_config("tr", "10.201.0.0/24");
+    let config = test_config("tr", "10.201.0.0/24", 47200);
     let _cleanup = Cleanup::new(&config);
     let state = tempfile::tempdir()?;
     let (network, report) = Network::open(config, state.path()).await?;
@@ -94,7 +94,7 @@ async fn reachability_matrix() -> Result<()> {
 
     // NetIn: from the host (loopback and its own address) and from outside.
     let mapping = network.net_in("a", 0, 8080).await?;
-    assert_eq!(mapping.host_port, 61001);
+    assert_eq!(mapping.host_port, 47200, "the pool's first port");
     let port = u16::try_from(mapping.host_port)?;
     assert_eq!(server_name(None, Ipv4Addr::LOCALHOST, port)?, "a8080");
     assert_eq!(server_name(None, outside.host_ip, port)?, "a8080");
@@ -155,7 +155,7 @@ async fn reachability_matrix() -> Result<()> {
     // UDP: exactly the port named; a rule for everything to an address range.
     let _echo = [UdpEcho::start(&ns_b, 5353)?, UdpEcho::start(&ns_b, 5354)?];
     assert!(
-        !udp_reaches(&ns_a, b.ip, 5353),
+        !udp_echoed(&ns_a, b.ip, 5353, false),
         "udp is denied without a rule"
     );
     let udp = NetOutRule {
@@ -163,8 +163,8 @@ async fn reachability_matrix() -> Result<()> {
         ..tcp_rule(b.ip, 5353)
     };
     network.net_out("a", &[udp]).await?;
-    assert!(udp_reaches(&ns_a, b.ip, 5353));
-    assert!(!udp_reaches(&ns_a, b.ip, 5354));
+    assert!(udp_echoed(&ns_a, b.ip, 5353, true));
+    assert!(!udp_echoed(&ns_a, b.ip, 5354, false));
     let everything = NetOutRule {
         networks: vec![IpRange {
             start: Some(b.ip.into()),
@@ -174,7 +174,7 @@ async fn reachability_matrix() -> Result<()> {
     };
     network.net_out("a", &[everything]).await?;
     assert!(
-        udp_reaches(&ns_a, b.ip, 5354),
+        udp_echoed(&ns_a, b.ip, 5354, true),
         "protocol all opens every port"
     );
     assert_eq!(server_name(Some(&ns_a), b.ip, 8081)?, "b8081");
@@ -200,7 +200,7 @@ async fn reachability_matrix() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_subnet_members_talk_to_each_other_only() -> Result<()> {
     require_root();
-    let config = test_config("ts", "10.202.0.0/24");
+    let config = test_config("ts", "10.202.0.0/24", 47300);
     let _cleanup = Cleanup::new(&config);
     let state = tempfile::tempdir()?;
     let (network, _) = Network::open(config, state.path()).await?;
@@ -257,7 +257,7 @@ async fn shared_subnet_members_talk_to_each_other_only() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_clear_errors_and_leave_nothing() -> Result<()> {
     require_root();
-    let config = test_config("tb", "10.203.0.0/28");
+    let config = test_config("tb", "10.203.0.0/28", 47400);
     let _cleanup = Cleanup::new(&config);
     let state = tempfile::tempdir()?;
     let (network, _) = Network::open(config.clone(), state.path()).await?;
@@ -324,6 +324,33 @@ async fn bad_requests_are_clear_errors_and_leave_nothing() -> Result<()> {
         .await
         .expect_err("twice");
     assert!(matches!(err, NetError::AlreadyAttached(_)), "{err}");
+    network.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_container_answers_at_once() -> Result<()> {
+    require_root();
+    let config = test_config("ta", "10.207.0.0/24", 47900);
+    let _cleanup = Cleanup::new(&config);
+    let state = tempfile::tempdir()?;
+    let (network, _) = Network::open(config, state.path()).await?;
+    let spaces: Vec<TestNs> = (0..6).map(|_| TestNs::new()).collect::<Result<_>>()?;
+    let mut servers = Vec::new();
+    for (i, space) in spaces.iter().enumerate() {
+        servers.push(Server::start(Some(space), 8080, "x")?);
+        // Each one gets a new subnet, so a new bridge.
+        let attached = network
+            .attach(
+                &format!("fresh{i}"),
+                &space.netns(),
+                &AttachRequest::default(),
+            )
+            .await?;
+        let started = std::time::Instant::now();
+        common::fetch_within(None, attached.ip, 8080, common::BLOCKED_AFTER)?;
+        assert!(started.elapsed() < common::BLOCKED_AFTER);
+    }
     network.teardown().await?;
     Ok(())
 }

@@ -39,6 +39,10 @@ struct Args {
     /// Interface prefix (bridges `<prefix>b`, veths `<prefix>v`).
     #[arg(long, default_value = "gnb")]
     prefix: String,
+    /// First NetIn host port (away from a real gardend's 61001: NetIn
+    /// rules apply to every local address of the host).
+    #[arg(long, default_value_t = 48000)]
+    port_start: u16,
     /// Print the figures as JSON too.
     #[arg(long)]
     json: bool,
@@ -212,6 +216,8 @@ async fn main() -> Result<()> {
         ip_forward: false,
         dns_servers: vec!["10.0.0.2".parse()?],
         mtu: 1500,
+        port_pool_start: args.port_start,
+        port_pool_size: 2000,
         ..NetConfig::default()
     };
     let state = tempfile_dir()?;

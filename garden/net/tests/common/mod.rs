@@ -23,6 +23,10 @@ use nix::sched::CloneFlags;
 
 /// How long a client waits before calling a destination unreachable.
 pub const BLOCKED_AFTER: Duration = Duration::from_millis(400);
+/// How long a client waits when it expects an answer: a new veth may pass
+/// no traffic for up to a second (the kernel's linkwatch delays carrier
+/// events under churn, and the bridge port waits for them).
+pub const REACHED_WITHIN: Duration = Duration::from_secs(3);
 
 /// Fails the test loudly when not root (these tests need CAP_NET_ADMIN).
 pub fn require_root() {
@@ -39,10 +43,14 @@ pub fn require_root() {
     );
 }
 
-/// A config whose names and pool belong to this test only.
-pub fn test_config(tag: &str, pool: &str) -> NetConfig {
+/// A config whose names, address pool and NetIn ports belong to this test
+/// only: NetIn rules apply to every local address of the host, so tests
+/// running at the same time must not map the same host ports.
+pub fn test_config(tag: &str, pool: &str, first_port: u16) -> NetConfig {
     NetConfig {
         pool: pool.parse().expect("test pool"),
+        port_pool_start: first_port,
+        port_pool_size: 100,
         dns_servers: vec![Ipv4Addr::new(10, 0, 0, 2)],
         mtu: 1500,
         table: format!("gt_{tag}"),
@@ -231,26 +239,42 @@ impl Drop for UdpEcho {
     }
 }
 
-/// Whether a datagram from `ns` to `ip:port` is echoed within [`BLOCKED_AFTER`].
-pub fn udp_reaches(ns: &TestNs, ip: Ipv4Addr, port: u16) -> bool {
+/// Whether a datagram from `ns` to `ip:port` is echoed; `expect` says
+/// which answer the caller expects, and so how long to keep trying.
+pub fn udp_echoed(ns: &TestNs, ip: Ipv4Addr, port: u16, expect: bool) -> bool {
+    let attempts = if expect { 10 } else { 1 };
     let probe = move || -> Result<bool> {
         let socket = UdpSocket::bind(("0.0.0.0", 0))?;
-        socket.set_read_timeout(Some(BLOCKED_AFTER))?;
-        socket.send_to(b"ping", (ip, port))?;
+        socket.set_read_timeout(Some(if expect {
+            Duration::from_millis(300)
+        } else {
+            BLOCKED_AFTER
+        }))?;
         let mut buf = [0u8; 16];
-        Ok(matches!(socket.recv_from(&mut buf), Ok((4, _))))
+        for _ in 0..attempts {
+            socket.send_to(b"ping", (ip, port))?;
+            if matches!(socket.recv_from(&mut buf), Ok((4, _))) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     };
     matches!(ns.run(probe), Ok(Ok(true)))
 }
 
-/// Connects from `ns` (None: the host) to `ip:port`; the server's answer, or
-/// an error when nothing answered within [`BLOCKED_AFTER`].
-pub fn fetch(ns: Option<&TestNs>, ip: Ipv4Addr, port: u16) -> Result<String> {
+/// Connects from `ns` (None: the host) to `ip:port` and returns the
+/// server's answer; an error when nothing answered within `timeout`.
+pub fn fetch_within(
+    ns: Option<&TestNs>,
+    ip: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<String> {
     let connect = move || -> Result<String> {
         let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
-        let mut stream = TcpStream::connect_timeout(&addr, BLOCKED_AFTER)
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)
             .with_context(|| format!("connect {addr}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        stream.set_read_timeout(Some(REACHED_WITHIN))?;
         let mut reply = String::new();
         stream
             .read_to_string(&mut reply)
@@ -263,9 +287,15 @@ pub fn fetch(ns: Option<&TestNs>, ip: Ipv4Addr, port: u16) -> Result<String> {
     }
 }
 
-/// Whether `ns` (None: the host) reaches a server at `ip:port`.
+/// The server's answer when an answer is expected.
+pub fn fetch(ns: Option<&TestNs>, ip: Ipv4Addr, port: u16) -> Result<String> {
+    fetch_within(ns, ip, port, REACHED_WITHIN)
+}
+
+/// Whether `ns` (None: the host) gets an answer from `ip:port` within
+/// [`BLOCKED_AFTER`] (for asserting that something is blocked).
 pub fn reaches(ns: Option<&TestNs>, ip: Ipv4Addr, port: u16) -> bool {
-    fetch(ns, ip, port).is_ok()
+    fetch_within(ns, ip, port, BLOCKED_AFTER).is_ok()
 }
 
 /// The name of the server reached (the part before `@`).
