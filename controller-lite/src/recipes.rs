@@ -377,3 +377,170 @@ pub fn task_definition(
     out.metrics_guid.clone_from(&task.app_guid);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::scheduler::{BuildpackSpec, HealthCheck};
+
+    fn blob(name: &str) -> BlobLocation {
+        BlobLocation {
+            url: format!("http://ctl/internal/v1/blobs/{name}/aa"),
+            sha256: format!("{name}-sha256"),
+            sha1: "x".into(),
+            size: 1,
+        }
+    }
+
+    fn lrp(kind: &str) -> DesiredLrp {
+        DesiredLrp {
+            process_guid: "pg".into(),
+            app_guid: "app".into(),
+            process_type: "web".into(),
+            version: "v7".into(),
+            instances: 2,
+            memory_mb: 256,
+            disk_mb: 1024,
+            stack: Some("cflinuxfs4".into()),
+            droplet: Some(blob("droplets")),
+            docker_image: None,
+            start_command: "bundle exec rackup".into(),
+            env: BTreeMap::from([("A".to_owned(), "1".to_owned())]),
+            ports: vec![8080],
+            health_check: HealthCheck {
+                kind: kind.into(),
+                endpoint: Some("/health".into()),
+                timeout_secs: Some(90),
+                invocation_timeout_secs: Some(2),
+            },
+            routes: vec!["a.example.com".into()],
+            log_source_id: "app".into(),
+        }
+    }
+
+    #[test]
+    fn buildpack_apps_download_the_droplet_and_launch_as_vcap() {
+        let d = desired_lrp(&lrp("http"), "cflinuxfs4").expect("recipe");
+        assert_eq!(d.process_guid, "pg-v7");
+        assert_eq!(d.rootfs, "preloaded:cflinuxfs4");
+        assert_eq!((d.instances, d.memory_mb, d.disk_mb), (2, 256, 1024));
+        assert_eq!(d.start_timeout_ms, 90_000);
+        let Some(Action::Download(dl)) = &d.setup else {
+            panic!("setup downloads the droplet: {:?}", d.setup)
+        };
+        assert_eq!(
+            (dl.to.as_str(), dl.checksum_algorithm.as_str()),
+            (HOME, "sha256")
+        );
+        assert_eq!(dl.checksum_value, "droplets-sha256");
+        assert_eq!(dl.cache_key, "droplets-pg");
+        let Action::Run(run) = &d.action else {
+            panic!("runs the command")
+        };
+        assert_eq!(run.user, USER);
+        assert_eq!(
+            run.args.last().map(String::as_str),
+            Some("bundle exec rackup")
+        );
+        let env: BTreeMap<_, _> = d
+            .env
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(env.get("PORT"), Some(&"8080"));
+        assert_eq!(env.get("HOME"), Some(&"/home/vcap/app"));
+        assert_eq!(env.get("A"), Some(&"1"));
+        assert_eq!(
+            d.check_definition.expect("http check").checks,
+            vec![d::Check::Http {
+                port: 8080,
+                path: "/health".into(),
+                request_timeout_ms: 2000
+            }]
+        );
+        assert_eq!(d.routes[0].hostnames, vec!["a.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn health_check_kinds_and_docker_apps() {
+        let port = desired_lrp(&lrp("port"), "s").expect("port");
+        assert_eq!(port.health_check_kind(), d::HealthCheckKind::Port);
+        let process = desired_lrp(&lrp("process"), "s").expect("process");
+        assert!(process.check_definition.is_none());
+        let mut docker = lrp("port");
+        docker.droplet = None;
+        docker.stack = None;
+        docker.docker_image = Some("library/nginx:1.27".into());
+        let d = desired_lrp(&docker, "s").expect("docker");
+        assert_eq!(d.rootfs, "docker:///library/nginx:1.27");
+        assert!(d.setup.is_none());
+        docker.start_command.clear();
+        assert!(matches!(
+            desired_lrp(&docker, "s"),
+            Err(RecipeError::NoCommand(_))
+        ));
+        docker.docker_image = None;
+        assert!(matches!(
+            desired_lrp(&docker, "s"),
+            Err(RecipeError::NothingToRun { .. })
+        ));
+    }
+
+    #[test]
+    fn staging_runs_the_builder_between_downloads_and_uploads() {
+        let task = TaskDefinition {
+            task_guid: "build-1".into(),
+            domain: crate::scheduler::STAGING_DOMAIN.into(),
+            app_guid: "app".into(),
+            stack: Some("cflinuxfs4".into()),
+            memory_mb: 1024,
+            disk_mb: 4096,
+            env: BTreeMap::new(),
+            log_source_id: "app".into(),
+            log_source_type: "STG".into(),
+            result_file: Some("/tmp/result.json".into()),
+            action: TaskAction::BuildpackStaging {
+                package: blob("packages"),
+                buildpacks: vec![BuildpackSpec {
+                    name: "ruby_buildpack".into(),
+                    key: "ruby_buildpack".into(),
+                    blob: Some(blob("buildpacks")),
+                    skip_detect: true,
+                }],
+                buildpack_cache: Some(blob("buildpack_cache")),
+                droplet_upload_url: "http://ctl/internal/v1/staging/build-1/droplet".into(),
+                buildpack_cache_upload_url:
+                    "http://ctl/internal/v1/staging/build-1/buildpack_cache".into(),
+            },
+            deadline: 0,
+        };
+        let t = task_definition(&task, "cflinuxfs4").expect("recipe");
+        assert_eq!(t.rootfs, "preloaded:cflinuxfs4");
+        assert_eq!(t.result_file, "/tmp/result.json");
+        assert!(t
+            .env
+            .iter()
+            .any(|e| e.name == "CF_STACK" && e.value == "cflinuxfs4"));
+        let Action::Serial(steps) = &t.action else {
+            panic!("serial")
+        };
+        let [Action::Parallel(downloads), Action::Run(builder), Action::Parallel(uploads)] =
+            steps.actions.as_slice()
+        else {
+            panic!("downloads, builder, uploads: {:?}", steps.actions)
+        };
+        assert_eq!(downloads.actions.len(), 3);
+        assert_eq!(builder.path, BUILDER);
+        assert!(builder
+            .args
+            .contains(&"-buildpackOrder=ruby_buildpack".to_owned()));
+        assert!(builder.args.contains(&"-skipDetect=true".to_owned()));
+        let Action::Upload(droplet) = &uploads.actions[0] else {
+            panic!("droplet upload")
+        };
+        assert_eq!(droplet.from, "/tmp/droplet");
+        assert!(droplet.to.ends_with("/droplet"));
+    }
+}

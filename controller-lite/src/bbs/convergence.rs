@@ -28,6 +28,12 @@ pub struct PassReport {
     pub changes: usize,
     /// Instances queued for the auction.
     pub starts: usize,
+    /// Milliseconds to load the records.
+    pub load_ms: u128,
+    /// Milliseconds to plan.
+    pub plan_ms: u128,
+    /// Milliseconds to apply the plan (one transaction).
+    pub apply_ms: u128,
     /// Milliseconds to load, plan and apply.
     pub millis: u128,
 }
@@ -173,6 +179,7 @@ impl Bbs {
                 cells,
             ))
         })?;
+        let loaded = Instant::now();
         let plan = converge(
             now,
             &desired,
@@ -181,6 +188,7 @@ impl Bbs {
             &cells,
             &self.settings.convergence,
         );
+        let planned = Instant::now();
         let mut report = PassReport {
             actual_lrps: actual.len(),
             desired_lrps: desired.len(),
@@ -197,6 +205,9 @@ impl Bbs {
             }
             Ok::<_, BbsError>((fx, failed))
         })?;
+        report.load_ms = loaded.duration_since(started).as_millis();
+        report.plan_ms = planned.duration_since(loaded).as_millis();
+        report.apply_ms = planned.elapsed().as_millis();
         report.starts = fx.lrp_starts.len() + fx.task_starts.len();
         self.dispatch(fx);
         for (guid, reason) in failed {

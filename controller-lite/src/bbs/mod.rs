@@ -46,6 +46,7 @@ use crate::recipes::RecipeError;
 use crate::staging::Staging;
 
 pub use cell_client::CellClient;
+pub use convergence::PassReport;
 pub use scheduler::DiegoScheduler;
 
 /// Domain of app LRPs.

@@ -149,21 +149,28 @@ pub fn delete_desired(conn: &Connection, process_guid: &str) -> Result<(), DbErr
 
 const ACTUAL_COLS: &str = "process_guid, idx, presence, domain, state, instance_guid, cell_id, net_info, crash_count, crash_reason, since, placement_error, mod_epoch, mod_index";
 
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// The text of a state or presence (their `Display` is the column value).
+fn enum_text<T: std::fmt::Display>(v: &T) -> String {
+    v.to_string()
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    text: &str,
-) -> Result<T, DbError> {
-    from_json(
-        what,
-        &serde_json::Value::String(text.to_owned()).to_string(),
-    )
+fn state_of(text: &str) -> Result<ActualLrpState, DbError> {
+    Ok(match text {
+        "UNCLAIMED" => ActualLrpState::Unclaimed,
+        "CLAIMED" => ActualLrpState::Claimed,
+        "RUNNING" => ActualLrpState::Running,
+        "CRASHED" => ActualLrpState::Crashed,
+        other => from_json("bbs_actual_lrps.state", &format!("{other:?}"))?,
+    })
+}
+
+fn presence_of(text: &str) -> Result<Presence, DbError> {
+    Ok(match text {
+        "ORDINARY" => Presence::Ordinary,
+        "SUSPECT" => Presence::Suspect,
+        "EVACUATING" => Presence::Evacuating,
+        other => from_json("bbs_actual_lrps.presence", &format!("{other:?}"))?,
+    })
 }
 
 type RawActual = (
@@ -205,8 +212,8 @@ fn actual_of(raw: RawActual) -> Result<ActualLrp, DbError> {
     Ok(ActualLrp {
         key,
         instance_key,
-        state: parse_enum::<ActualLrpState>("bbs_actual_lrps.state", &state)?,
-        presence: parse_enum::<Presence>("bbs_actual_lrps.presence", &presence)?,
+        state: state_of(&state)?,
+        presence: presence_of(&presence)?,
         net_info: net
             .map(|n| from_json("bbs_actual_lrps.net_info", &n))
             .transpose()?,
