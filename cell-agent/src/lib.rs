@@ -2,10 +2,15 @@
 //!
 //! [`executor`] runs Tasks and LRP instances in garden containers: a
 //! container store with Diego's states, the recipe interpreter, health
-//! checks, download cache, logs and metrics. The rep (presence, auction
-//! bids, `/state` and `/work`) and evacuation arrive with their own work;
-//! the `cell-agent` binary so far only carries the in-container
-//! `healthcheck` command.
+//! checks, download cache, logs and metrics. [`rep`] is the cell's side of
+//! the controller contract (`diego::rep`): presence, `/state` and `/work`,
+//! event, log and metrics forwarding, evacuation, restart reconcile and
+//! the loopback admin routes. [`diag`] is the operators' CLI over those
+//! routes, garden and the host; [`config`] the agent's TOML file. See
+//! `docs/cell-agent.md`.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod diag;
 pub mod executor;
+pub mod rep;
