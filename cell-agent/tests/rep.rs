@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::IpAddr;
+use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -137,6 +138,7 @@ fn free_port() -> u16 {
 /// A running `cell-agent run`, killed on drop if still running.
 struct Agent {
     child: Option<Child>,
+    notify: UnixDatagram,
     dir: tempfile::TempDir,
     url: String,
     cell_id: String,
@@ -168,18 +170,11 @@ impl Agent {
             rootfs = busybox_rootfs(),
         );
         std::fs::write(dir.path().join("agent.toml"), config).expect("config");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_cell-agent"))
-            .args(["run", "--config"])
-            .arg(dir.path().join("agent.toml"))
-            .env("CELL_AGENT_LOG", "info,cell_agent=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cell-agent");
-        let agent = Agent {
-            child: Some(child),
+        let notify = UnixDatagram::bind(dir.path().join("notify.sock")).expect("notify socket");
+        notify.set_nonblocking(true).expect("nonblocking");
+        let mut agent = Agent {
+            child: None,
+            notify,
             url: format!("http://127.0.0.1:{port}"),
             cell_id,
             seen,
@@ -187,18 +182,70 @@ impl Agent {
             garden,
             dir,
         };
+        agent.spawn();
         agent
             .wait_until("a presence", |s| !s.presences.is_empty())
             .await;
         agent
     }
 
+    /// Starts the binary (again) with the same configuration.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_cell-agent"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("agent.toml"))
+            .env("CELL_AGENT_LOG", "info,cell_agent=debug")
+            .env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn cell-agent");
+        self.child = Some(child);
+    }
+
+    /// Waits until the agent destroyed `handle` in garden (so that the
+    /// test's own clean-up never races the agent's).
+    async fn wait_gone(&self, handle: &str) {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let handles = self
+                .garden
+                .client
+                .list(&Default::default())
+                .await
+                .expect("garden list");
+            if !handles.iter().any(|h| h == handle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{handle} still in garden");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// sd_notify messages received so far.
+    fn notifications(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
+    /// The key of the agent's latest presence.
     fn rep_key(&self) -> String {
-        self.seen.lock().expect("lock").presences[0].rep_key.clone()
+        let seen = self.seen.lock().expect("lock");
+        seen.presences.last().expect("a presence").rep_key.clone()
     }
 
     async fn wait_until(&self, what: &str, mut done: impl FnMut(&Seen) -> bool) {
@@ -360,6 +407,13 @@ async fn auth_state_and_a_task_with_its_result() {
     assert_eq!(presence.stacks, ["busybox", "docker"]);
     assert!(!presence.evacuating);
     assert_eq!(agent.seen.lock().expect("lock").unauthenticated, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut notes = Vec::new();
+    while !notes.iter().any(|n| n == "READY=1") {
+        assert!(Instant::now() < deadline, "no READY=1: {notes:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        notes.extend(agent.notifications());
+    }
 
     // No key, a wrong key: 401 on every controller route.
     let state_url = format!("{}/state", agent.url);
@@ -547,6 +601,7 @@ async fn an_lrp_runs_crashes_is_stopped_and_diag_shows_it() {
             _ => None,
         })
         .await;
+    agent.wait_gone(&instance).await;
 }
 
 /// An address on `lo` outside 127/8, removed on drop.
@@ -613,6 +668,13 @@ async fn evacuation_on_sigterm_waits_for_the_replacement() {
             _ => None,
         })
         .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut notes = Vec::new();
+    while !notes.iter().any(|n| n == "STOPPING=1") {
+        assert!(Instant::now() < deadline, "no STOPPING=1: {notes:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        notes.extend(agent.notifications());
+    }
     agent
         .wait_until("an evacuating presence", |s| {
             s.presences.last().is_some_and(|p| p.evacuating)
@@ -668,4 +730,86 @@ async fn evacuation_on_sigterm_waits_for_the_replacement() {
         .await
         .expect("garden list");
     assert!(!left.contains(&instance), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_agent_adopts_lrps_fails_tasks_and_evacuates_on_request() {
+    let mut agent = Agent::start("").await;
+    let web = common::guid("adopt");
+    let answer = agent
+        .work(&WorkRequest {
+            lrps: vec![lrp(&web, "exec nc -ll -p 8080 -e /bin/cat")],
+            tasks: vec![task("t-lost", "sleep 600")],
+        })
+        .await;
+    assert_eq!(answer, WorkResponse::default());
+    let (instance, _) = agent.event("Running", |e| running_instance(e, &web)).await;
+    agent
+        .wait_until("the task's start", |s| {
+            s.started.contains(&"t-lost".to_owned())
+        })
+        .await;
+
+    // kill -9: nothing is cleaned up; the next start reconciles.
+    agent.signal(nix::sys::signal::Signal::SIGKILL);
+    agent.exit_status(LONG).await;
+    let first_key = agent.rep_key();
+    agent.seen.lock().expect("lock").events.clear();
+    agent.spawn();
+    agent
+        .wait_until("a new presence", |s| {
+            s.presences.last().is_some_and(|p| p.rep_key != first_key)
+        })
+        .await;
+    let (adopted, _) = agent
+        .event("Running again", |e| running_instance(e, &web))
+        .await;
+    assert_eq!(adopted, instance, "the same container, adopted");
+    agent
+        .wait_until("the lost task's completion", |s| {
+            s.completed
+                .iter()
+                .any(|(g, c)| g == "t-lost" && c.failed && c.failure_reason.contains("restarted"))
+        })
+        .await;
+    let handles = agent
+        .garden
+        .client
+        .list(&Default::default())
+        .await
+        .expect("garden list");
+    assert!(handles.contains(&instance), "{handles:?}");
+    assert!(!handles.contains(&"t-lost".to_owned()), "{handles:?}");
+    let state = agent.state().await;
+    assert_eq!(state.lrps.len(), 1, "{state:?}");
+    assert!(state.tasks.is_empty(), "{state:?}");
+    let list = agent.diag(&["containers"]);
+    assert_eq!(list["containers"][0]["adopted"], true, "{list}");
+
+    // /evacuate from loopback: the adopted instance is evacuated too.
+    let evacuate = agent
+        .http
+        .post(format!("{}/evacuate", agent.url))
+        .send()
+        .await
+        .expect("POST /evacuate");
+    assert_eq!(evacuate.status(), 202);
+    agent
+        .event("Evacuating", |e| match e {
+            LrpEvent::Evacuating { instance: i, .. } if i.instance_guid == instance => Some(()),
+            _ => None,
+        })
+        .await;
+    let stop = agent
+        .authed(
+            agent
+                .http
+                .post(format!("{}/lrps/{web}/0/{instance}/stop", agent.url)),
+        )
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(stop.status(), 202);
+    let status = agent.exit_status(LONG).await;
+    assert!(status.success(), "{status:?}");
 }
