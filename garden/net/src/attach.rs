@@ -193,21 +193,7 @@ impl Network {
             .configure_container(record.ip, record.subnet.prefix_len(), record.gateway)
             .await
             .map_err(link_err)?;
-        // With eth0 up, the host veth gets its carrier, which enables its
-        // bridge port, which gives the bridge its carrier. The kernel hands
-        // these events out from rate-limited work, and a new bridge passes
-        // nothing until its event is handled (up to a second): handle the
-        // veth's, then the bridge's, now.
-        let names = [self.veth_name(record.ip), self.bridge_name(record.subnet)];
-        let synced = tokio::task::spawn_blocking(move || {
-            names
-                .iter()
-                .try_for_each(|name| crate::sys::sync_link_state(name).map(drop))
-        })
-        .await;
-        if let Ok(Err(err)) = synced {
-            tracing::debug!(%handle, %err, "syncing link state");
-        }
+        self.sync_link_states(record).await;
         let inside_done = std::time::Instant::now();
         let prefix = rules::log_prefix(handle);
         let objects = self
@@ -230,6 +216,25 @@ impl Network {
             "attach phases"
         );
         Ok(())
+    }
+
+    /// With eth0 up, the host veth gets its carrier, which enables its
+    /// bridge port, which gives the bridge its carrier. The kernel hands
+    /// these events out from rate-limited work, and a new bridge passes
+    /// nothing until its event is handled (up to a second): handle the
+    /// veth's, then the bridge's, now.
+    async fn sync_link_states(&self, record: &Record) {
+        let handle = &record.handle;
+        let names = [self.veth_name(record.ip), self.bridge_name(record.subnet)];
+        let synced = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .try_for_each(|name| crate::sys::sync_link_state(name).map(drop))
+        })
+        .await;
+        if let Ok(Err(err)) = synced {
+            tracing::debug!(%handle, %err, "syncing link state");
+        }
     }
 
     /// Maps `host_port` (0: the next pool port) to `container_port` (0: the
