@@ -12,6 +12,7 @@
 //! garden_socket = "/run/garden/garden.sock"
 //! controller_url = "https://controller.internal:8443"
 //! cell_key_file = "/etc/cell-agent/cell.key"
+//! controller_ca_file = "/etc/cell-agent/controller-ca.pem"  # optional
 //! listen = "0.0.0.0:1800"
 //! advertise_url = "http://10.0.0.5:1800"  # default: http://<listen or hostname>:<port>
 //! presence_ttl = "15s"
@@ -70,6 +71,14 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// The controller CA file could not be read.
+    #[error("reading the controller CA {path}: {source}")]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The cell key file could not be read.
     #[error("reading the cell key {path}: {source}")]
     Key {
@@ -124,6 +133,9 @@ pub struct CellConfig {
     pub controller_url: String,
     /// File holding this cell's internal-API key (`controller-lite cell-key`).
     pub cell_key_file: PathBuf,
+    /// PEM certificate(s) to trust for an https controller beside the
+    /// system's roots (a self-signed controller certificate).
+    pub controller_ca_file: Option<PathBuf>,
     /// Where the rep API listens.
     pub listen: SocketAddr,
     /// The rep URL the controller should use (default from `listen`, or
@@ -207,6 +219,7 @@ impl Default for CellConfig {
             garden_socket: PathBuf::from("/run/garden/garden.sock"),
             controller_url: "http://127.0.0.1:8080".into(),
             cell_key_file: PathBuf::from("/etc/cell-agent/cell.key"),
+            controller_ca_file: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 1800)),
             advertise_url: None,
             presence_ttl: Duration::from_secs(diego::rep::PRESENCE_TTL_SECS),
@@ -379,6 +392,19 @@ impl CellConfig {
         config.temp_dir = self.state_dir.join("tmp");
         config.metrics_interval = self.metrics_interval;
         config
+    }
+
+    /// The PEM text of `controller_ca_file`, when set.
+    pub fn read_controller_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.controller_ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|source| ConfigError::Ca {
+                path: path.clone(),
+                source,
+            })
     }
 
     /// The cell's key for the controller's internal API.

@@ -36,11 +36,22 @@ struct Seen {
     logs: Vec<Value>,
     metrics: usize,
     unauthenticated: usize,
+    /// Answer 503 to everything (an outage).
+    down: bool,
+    /// Calls refused while down.
+    refused: usize,
 }
 
 type Shared = Arc<Mutex<Seen>>;
 
 fn authorized(seen: &Shared, headers: &HeaderMap) -> bool {
+    {
+        let mut seen = seen.lock().expect("lock");
+        if seen.down {
+            seen.refused += 1;
+            return false;
+        }
+    }
     let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
         == Some(&format!("Bearer {KEY}"));
     if !ok {
@@ -49,13 +60,22 @@ fn authorized(seen: &Shared, headers: &HeaderMap) -> bool {
     ok
 }
 
+/// 503 during an outage, 401 for a wrong key.
+fn refusal(seen: &Shared) -> StatusCode {
+    if seen.lock().expect("lock").down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
 async fn presence(
     State(seen): State<Shared>,
     headers: HeaderMap,
     Json(p): Json<CellPresence>,
 ) -> Result<Json<PresenceAck>, StatusCode> {
     if !authorized(&seen, &headers) {
-        return Err(StatusCode::UNAUTHORIZED);
+        return Err(refusal(&seen));
     }
     seen.lock().expect("lock").presences.push(p);
     Ok(Json(PresenceAck { ttl_secs: 2 }))
@@ -72,7 +92,7 @@ async fn events(
     Json(e): Json<LrpEvents>,
 ) -> StatusCode {
     if !authorized(&seen, &headers) {
-        return StatusCode::UNAUTHORIZED;
+        return refusal(&seen);
     }
     seen.lock().expect("lock").events.extend(e.events);
     StatusCode::NO_CONTENT
@@ -80,23 +100,38 @@ async fn events(
 
 async fn started(
     State(seen): State<Shared>,
+    headers: HeaderMap,
     UrlPath(guid): UrlPath<String>,
     Json(_s): Json<TaskStarted>,
 ) -> StatusCode {
+    if !authorized(&seen, &headers) {
+        return refusal(&seen);
+    }
     seen.lock().expect("lock").started.push(guid);
     StatusCode::NO_CONTENT
 }
 
 async fn completed(
     State(seen): State<Shared>,
+    headers: HeaderMap,
     UrlPath(guid): UrlPath<String>,
     Json(c): Json<TaskCompleted>,
 ) -> StatusCode {
+    if !authorized(&seen, &headers) {
+        return refusal(&seen);
+    }
     seen.lock().expect("lock").completed.push((guid, c));
     StatusCode::NO_CONTENT
 }
 
-async fn logs(State(seen): State<Shared>, Json(lines): Json<Vec<Value>>) -> StatusCode {
+async fn logs(
+    State(seen): State<Shared>,
+    headers: HeaderMap,
+    Json(lines): Json<Vec<Value>>,
+) -> StatusCode {
+    if !authorized(&seen, &headers) {
+        return refusal(&seen);
+    }
     seen.lock().expect("lock").logs.extend(lines);
     StatusCode::NO_CONTENT
 }
@@ -812,4 +847,48 @@ async fn a_restarted_agent_adopts_lrps_fails_tasks_and_evacuates_on_request() {
     assert_eq!(stop.status(), 202);
     let status = agent.exit_status(LONG).await;
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_wait_out_a_controller_outage_in_order() {
+    let agent = Agent::start("").await;
+    agent.seen.lock().expect("lock").down = true;
+    let answer = agent
+        .work(&WorkRequest {
+            lrps: vec![],
+            tasks: vec![task("t-outage", "echo during the outage")],
+        })
+        .await;
+    assert_eq!(answer, WorkResponse::default());
+    // Refused presences, starts, completions and logs pile up meanwhile.
+    agent.wait_until("refused calls", |s| s.refused >= 5).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    {
+        let mut seen = agent.seen.lock().expect("lock");
+        assert!(seen.completed.is_empty() && seen.started.is_empty());
+        seen.presences.clear();
+        seen.down = false;
+    }
+    agent
+        .wait_until("the completion after the outage", |s| {
+            s.started == ["t-outage"]
+                && s.completed
+                    .iter()
+                    .any(|(g, c)| g == "t-outage" && !c.failed)
+        })
+        .await;
+    agent
+        .wait_until("presences again", |s| s.presences.len() >= 2)
+        .await;
+    agent
+        .wait_until("the log line after the outage", |s| {
+            s.logs.iter().any(|l| l["line"] == "during the outage")
+        })
+        .await;
+    let summary = agent.diag(&["summary"]);
+    assert_eq!(summary["agent"]["reports_dropped"], 0, "{summary}");
+    assert!(
+        summary["agent"]["presence"]["last_error"].is_null(),
+        "{summary}"
+    );
 }

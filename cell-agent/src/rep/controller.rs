@@ -75,14 +75,23 @@ pub struct ControllerClient {
 }
 
 impl ControllerClient {
-    /// A client of `base` (e.g. `https://controller:8443`) with `key`.
-    pub fn new(base: &str, key: &str, timeout: Duration) -> Result<Self, ControllerError> {
+    /// A client of `base` (e.g. `https://controller:8443`) with `key`,
+    /// trusting the certificates of `ca_pem` beside the system's roots.
+    pub fn new(
+        base: &str,
+        key: &str,
+        ca_pem: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Self, ControllerError> {
         // The rustls provider must be chosen before the first client.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(ControllerError::Client)?;
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(pem) = ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(ControllerError::Client)?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(ControllerError::Client)?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),

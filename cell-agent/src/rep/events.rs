@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Report;
 use super::{CrashRecord, Rep};
-use crate::executor::{tags, Container, Event, RunResult};
+use crate::executor::{tags, Container, ContainerState, Event, RunResult};
 
 /// The slot and instance of an LRP container, from its tags.
 pub(crate) fn lrp_keys(
@@ -156,6 +156,21 @@ impl Rep {
     }
 }
 
+impl Rep {
+    /// After missed events: every ended container is handled as if its
+    /// `Completed` arrived (reported, deleted), every running LRP is
+    /// reported `Running` again (the controller takes repeats).
+    async fn sweep(self: &Arc<Self>) {
+        for c in self.executor.list() {
+            match c.state {
+                ContainerState::Completed => self.on_completed(c),
+                ContainerState::Running => self.on_event(Event::Running(c)).await,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Turns executor events into reports until `stop`.
 pub(crate) async fn forward(
     rep: Arc<Rep>,
@@ -172,8 +187,9 @@ pub(crate) async fn forward(
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
                     missed = n,
-                    "executor events missed; the controller's convergence will catch up"
+                    "executor events missed; sweeping the containers"
                 );
+                rep.sweep().await;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

@@ -182,7 +182,13 @@ impl Rep {
 /// until evacuated or interrupted.
 pub async fn run(config: CellConfig) -> Result<Shutdown, RepError> {
     let key = config.read_cell_key()?;
-    let controller = ControllerClient::new(&config.controller_url, &key, Duration::from_secs(10))?;
+    let ca = config.read_controller_ca()?;
+    let controller = ControllerClient::new(
+        &config.controller_url,
+        &key,
+        ca.as_deref(),
+        Duration::from_secs(10),
+    )?;
     let garden = garden_api::client::Client::unix(&config.garden_socket);
     wait_for_garden(&garden, &config).await?;
     let (sink, log_lines) = ChannelLogSink::new(10_000);
