@@ -138,13 +138,9 @@ fn record_failures(bbs: &Bbs, f: &Failures) -> Result<Vec<(String, String)>, Bbs
     })
 }
 
-async fn commit(
-    bbs: &Arc<Bbs>,
-    cells: &[CellPresence],
-    placed: BTreeMap<String, Work>,
-    batch: &Batch,
-    failures: &mut Failures,
-) {
+/// The `POST /work` body of one cell: the full definitions of what the
+/// auction gave it.
+fn work_request(work: &Work, batch: &Batch) -> WorkRequest {
     let desired: HashMap<(&str, u32), &DesiredLrp> = batch
         .lrps
         .iter()
@@ -155,36 +151,46 @@ async fn commit(
         .iter()
         .map(|t| (t.task_guid.as_str(), t))
         .collect();
+    WorkRequest {
+        lrps: work
+            .lrps
+            .iter()
+            .filter_map(|s| {
+                let d = desired.get(&(s.key.process_guid.as_str(), s.key.index))?;
+                Some(LrpWork {
+                    key: s.key.clone(),
+                    desired: (*d).clone(),
+                })
+            })
+            .collect(),
+        tasks: work
+            .tasks
+            .iter()
+            .filter_map(|s| {
+                let t = tasks.get(s.task_guid.as_str())?;
+                Some(TaskWork {
+                    task_guid: t.task_guid.clone(),
+                    domain: t.domain.clone(),
+                    definition: t.definition.clone(),
+                })
+            })
+            .collect(),
+    }
+}
+
+async fn commit(
+    bbs: &Arc<Bbs>,
+    cells: &[CellPresence],
+    placed: BTreeMap<String, Work>,
+    batch: &Batch,
+    failures: &mut Failures,
+) {
     let mut set = JoinSet::new();
     for (cell_id, work) in placed {
         let Some(cell) = cells.iter().find(|c| c.cell_id == cell_id).cloned() else {
             continue;
         };
-        let request = WorkRequest {
-            lrps: work
-                .lrps
-                .iter()
-                .filter_map(|s| {
-                    let d = desired.get(&(s.key.process_guid.as_str(), s.key.index))?;
-                    Some(LrpWork {
-                        key: s.key.clone(),
-                        desired: (*d).clone(),
-                    })
-                })
-                .collect(),
-            tasks: work
-                .tasks
-                .iter()
-                .filter_map(|s| {
-                    let t = tasks.get(s.task_guid.as_str())?;
-                    Some(TaskWork {
-                        task_guid: t.task_guid.clone(),
-                        domain: t.domain.clone(),
-                        definition: t.definition.clone(),
-                    })
-                })
-                .collect(),
-        };
+        let request = work_request(&work, batch);
         let client = bbs.client.clone();
         set.spawn(async move {
             let answer = client.work(&cell, &request).await;

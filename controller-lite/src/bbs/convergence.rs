@@ -292,30 +292,55 @@ pub(crate) async fn periodic(bbs: Arc<Bbs>, cancel: CancellationToken) {
     }
 }
 
-/// Wakes at the earliest presence expiry (re-checked at least every
-/// second, and whenever a presence changes).
+/// The next moments the timer cares about: the earliest presence expiry
+/// and the earliest crash restart the back-off allows.
+fn next_due(bbs: &Bbs) -> Result<(Option<Timestamp>, Option<Timestamp>), BbsError> {
+    Ok(bbs.db.read_blocking(|c| {
+        let restart = records::crashed(c)?
+            .iter()
+            .filter_map(|a| diego::backoff::restart_at(a.since, a.crash_count))
+            .min();
+        Ok((records::next_expiry(c)?, restart))
+    })?)
+}
+
+/// Wakes at the earliest presence expiry or crash restart (re-checked at
+/// least every second, and whenever a presence changes): an expired cell
+/// is handled at once, a crashed instance restarts when its back-off ends
+/// rather than at the next periodic pass.
 pub(crate) async fn expiry_timer(bbs: Arc<Bbs>, cancel: CancellationToken) {
+    const TICK: Duration = Duration::from_secs(1);
+    const FLOOR: Duration = Duration::from_millis(250);
+    let mut ran = false;
     loop {
-        let next = blocking(&bbs, |b| Ok(b.db.read_blocking(records::next_expiry)?))
-            .await
-            .flatten();
-        let wait = next
-            .filter(|_| bbs.is_leader())
-            .map_or(Duration::from_secs(1), |at| {
-                let now = bbs.now();
-                if at <= now {
-                    Duration::ZERO
-                } else {
-                    at.since(now).min(Duration::from_secs(1))
-                }
-            });
+        let (expiry, restart) = blocking(&bbs, next_due).await.unwrap_or_default();
+        let next = [expiry, restart].into_iter().flatten().min();
+        let wait = next.filter(|_| bbs.is_leader()).map_or(TICK, |at| {
+            let now = bbs.now();
+            let until = if at <= now {
+                Duration::ZERO
+            } else {
+                at.since(now)
+            };
+            // After a pass, a due time still in the past (a record that
+            // changed meanwhile) must not spin.
+            let floor = if ran { FLOOR } else { Duration::ZERO };
+            until.clamp(floor, TICK.max(floor))
+        });
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = bbs.presence_changed.notified() => continue,
+            _ = bbs.presence_changed.notified() => { ran = false; continue },
             _ = tokio::time::sleep(wait) => {}
         }
-        if bbs.is_leader() && next.is_some_and(|at| at <= bbs.now()) {
-            blocking(&bbs, Bbs::expire_cells).await;
+        let now = bbs.now();
+        ran = false;
+        if !bbs.is_leader() {
+            continue;
+        }
+        if expiry.is_some_and(|at| at <= now) {
+            ran = blocking(&bbs, Bbs::expire_cells).await.is_some();
+        } else if restart.is_some_and(|at| at <= now) {
+            ran = blocking(&bbs, Bbs::converge_once).await.is_some();
         }
     }
 }

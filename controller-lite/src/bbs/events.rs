@@ -65,19 +65,21 @@ impl Bbs {
         }
         let now = self.now();
         let expires = now + self.settings.presence_ttl;
-        let fx = self.db.write_blocking_with(|tx| {
-            let known = records::present_cells(tx, now)?
-                .iter()
-                .any(|(p, _)| p.cell_id == cell_id);
+        let (joined, fx) = self.db.write_blocking_with(|tx| {
+            let known = records::cell_present(tx, cell_id, now)?;
             records::put_cell(tx, presence, expires)?;
             if known || presence.evacuating {
-                Ok(Effects::default())
+                Ok::<_, BbsError>((!known, Effects::default()))
             } else {
                 tracing::info!(cell_id, zone = %presence.zone, "cell joined");
-                waiting_work(tx)
+                Ok((true, waiting_work(tx)?))
             }
         })?;
-        self.presence_changed.notify_one();
+        // A refresh only moves an expiry later: the timer needs waking
+        // only for a new one.
+        if joined {
+            self.presence_changed.notify_one();
+        }
         self.dispatch(fx);
         Ok(PresenceAck {
             ttl_secs: self.settings.presence_ttl.as_secs(),
@@ -131,7 +133,7 @@ impl Bbs {
                 .write_blocking_with(|tx| apply_event(tx, event, now));
             match result {
                 Ok(fx) => self.dispatch(fx),
-                Err(BbsError::Lrp(e)) => {
+                Err(e @ (BbsError::Lrp(_) | BbsError::UnknownInstance(_))) => {
                     tracing::warn!(cell_id = %events.cell_id, error = %e, "lrp event refused");
                     if let LrpEvent::Claimed { key, instance }
                     | LrpEvent::Running { key, instance, .. } = event
@@ -233,13 +235,8 @@ impl Bbs {
 }
 
 fn ordinary(conn: &Connection, key: &diego::models::ActualLrpKey) -> Result<ActualLrp, BbsError> {
-    records::actual(conn, &key.process_guid, key.index, Presence::Ordinary)?.ok_or_else(|| {
-        BbsError::Lrp(diego::models::ActualLrpError::InstanceMismatch {
-            key: key.clone(),
-            held: "no record".into(),
-            caller: "the cell".into(),
-        })
-    })
+    records::actual(conn, &key.process_guid, key.index, Presence::Ordinary)?
+        .ok_or_else(|| BbsError::UnknownInstance(key.clone()))
 }
 
 fn advance(

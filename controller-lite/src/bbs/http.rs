@@ -1,11 +1,12 @@
 //! The cell-facing routes of the BBS (`diego::rep`), registered with the
-//! internal API: presence, LRP events, task start, metrics. Task completion
+//! internal API: presence, LRP events, task start, metrics, and the
+//! routing table (`GET /internal/v1/routes`) for a router. Task completion
 //! shares the internal API's route and calls [`completion_hook`] first.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use diego::rep::{CellPresence, ContainerMetricsBatch, LrpEvents, PresenceAck, TaskStarted};
 use serde::Deserialize;
@@ -25,6 +26,7 @@ pub fn routes() -> Router<Shared> {
         .route("/internal/v1/actual_lrps/events", post(lrp_events))
         .route("/internal/v1/tasks/{guid}/started", post(task_started))
         .route("/internal/v1/cells/{cell_id}/metrics", post(metrics))
+        .route("/internal/v1/routes", get(routing_table))
 }
 
 impl From<BbsError> for ApiError {
@@ -35,6 +37,7 @@ impl From<BbsError> for ApiError {
                 ApiError::NotAuthorized
             }
             BbsError::UnknownTask(_) => ApiError::NotFound("Task"),
+            BbsError::UnknownInstance(_) => ApiError::NotFound("Instance"),
             BbsError::Lrp(e) => ApiError::Unprocessable(e.to_string()),
             BbsError::Task(e) => ApiError::Unprocessable(e.to_string()),
             BbsError::Db(e) => e.into(),
@@ -98,6 +101,14 @@ async fn metrics(
     let bbs = bbs(&s)?;
     bbs.put_metrics(&i.caller, &cell_id, batch)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn routing_table(
+    State(s): State<Shared>,
+    _i: Internal,
+) -> ApiResult<Json<Vec<super::RouteEndpoint>>> {
+    let bbs = bbs(&s)?;
+    Ok(Json(blocking(move || Ok(bbs.routing_table()?)).await?))
 }
 
 #[derive(Deserialize)]

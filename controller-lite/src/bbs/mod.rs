@@ -12,6 +12,8 @@
 //! - `convergence.rs`: the periodic [`diego::convergence::converge`] pass,
 //!   the presence-expiry timer, and the lease that keeps one active
 //!   auctioneer per database;
+//! - `routing.rs`: the routing table ([`RouteEndpoint`]s of RUNNING
+//!   instances);
 //! - [`http`]: the cell-facing routes.
 //!
 //! Components talk through one command channel: scheduler calls and events
@@ -25,6 +27,7 @@ mod events;
 pub mod http;
 pub mod records;
 mod rollout;
+mod routing;
 mod scheduler;
 
 use std::collections::HashMap;
@@ -47,6 +50,7 @@ use crate::staging::Staging;
 
 pub use cell_client::CellClient;
 pub use convergence::PassReport;
+pub use routing::RouteEndpoint;
 pub use scheduler::DiegoScheduler;
 
 /// Domain of app LRPs.
@@ -83,6 +87,9 @@ pub enum BbsError {
     /// No such task in the BBS.
     #[error("the BBS has no task {0}")]
     UnknownTask(String),
+    /// No ORDINARY record for the slot (not desired, or already removed).
+    #[error("the BBS has no instance {0} (not desired)")]
+    UnknownInstance(ActualLrpKey),
     /// A cell could not be reached or refused a call.
     #[error("cell {cell_id}: {what}")]
     Cell {

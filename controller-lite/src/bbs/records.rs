@@ -256,6 +256,11 @@ pub fn unclaimed_keys(conn: &Connection) -> Result<Vec<ActualLrpKey>, DbError> {
     Ok(keys)
 }
 
+/// The CRASHED records (waiting for their back-off).
+pub fn crashed(conn: &Connection) -> Result<Vec<ActualLrp>, DbError> {
+    query_actuals(conn, "WHERE state = 'CRASHED'", [])
+}
+
 /// Every actual record.
 pub fn all_actuals(conn: &Connection) -> Result<Vec<ActualLrp>, DbError> {
     query_actuals(conn, "", [])
@@ -397,6 +402,18 @@ pub fn put_cell(conn: &Connection, p: &CellPresence, expires_at: Timestamp) -> R
 /// Removes a cell's presence; false when it had none.
 pub fn delete_cell(conn: &Connection, cell_id: &str) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM bbs_cells WHERE cell_id = ?", [cell_id])? > 0)
+}
+
+/// Whether a cell's presence is unexpired at `now`.
+pub fn cell_present(conn: &Connection, cell_id: &str, now: Timestamp) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM bbs_cells WHERE cell_id = ? AND expires_at > ?",
+            params![cell_id, now.unix_millis()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// Cells present at `now`, with when each expires.

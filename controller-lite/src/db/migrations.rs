@@ -319,6 +319,10 @@ CREATE TABLE bbs_locks (
     expires_at INTEGER NOT NULL
 );
 "#,
+    // 6: the BBS's timer looks up CRASHED records every second.
+    r#"
+CREATE INDEX bbs_actual_lrps_state ON bbs_actual_lrps(state);
+"#,
 ];
 
 /// Brings the schema up to date.
