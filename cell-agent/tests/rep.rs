@@ -892,3 +892,55 @@ async fn reports_wait_out_a_controller_outage_in_order() {
         "{summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evacuation_times_out_stops_what_is_left_and_exits() {
+    let mut agent = Agent::start("evacuation_timeout = \"2s\"").await;
+    let web = common::guid("stuck");
+    let answer = agent
+        .work(&WorkRequest {
+            lrps: vec![lrp(&web, "exec nc -ll -p 8080 -e /bin/cat")],
+            tasks: vec![task("t-long", "sleep 600")],
+        })
+        .await;
+    assert_eq!(answer, WorkResponse::default());
+    let (instance, _) = agent.event("Running", |e| running_instance(e, &web)).await;
+    agent
+        .wait_until("the task's start", |s| {
+            s.started.contains(&"t-long".to_owned())
+        })
+        .await;
+    let started = Instant::now();
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    // The controller never retires the instance.
+    let status = agent.exit_status(LONG).await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited the timeout"
+    );
+    {
+        let seen = agent.seen.lock().expect("lock");
+        let removed = seen.events.iter().any(
+            |e| matches!(e, LrpEvent::Removed { instance: i, .. } if i.instance_guid == instance),
+        );
+        assert!(removed, "stopped instance reported Removed");
+        let task = seen.completed.iter().find(|(g, _)| g == "t-long");
+        let (_, done) = task.expect("the task reported");
+        assert!(
+            done.failed && done.failure_reason.contains("evacuated"),
+            "{done:?}"
+        );
+        assert!(seen.presence_deleted);
+    }
+    let left = agent
+        .garden
+        .client
+        .list(&Default::default())
+        .await
+        .expect("garden list");
+    assert!(
+        !left.contains(&instance) && !left.contains(&"t-long".to_owned()),
+        "{left:?}"
+    );
+}

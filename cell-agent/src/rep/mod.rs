@@ -181,6 +181,7 @@ impl Rep {
 /// Starts gardend's client, the executor and every component, and runs
 /// until evacuated or interrupted.
 pub async fn run(config: CellConfig) -> Result<Shutdown, RepError> {
+    let signals = Signals::install()?;
     let key = config.read_cell_key()?;
     let ca = config.read_controller_ca()?;
     let controller = ControllerClient::new(
@@ -238,18 +239,33 @@ pub async fn run(config: CellConfig) -> Result<Shutdown, RepError> {
     tasks.spawn(events::send_metrics(rep.clone(), stop.clone()));
     tasks.spawn(server::serve(rep.clone(), listener, stop.clone()));
     tasks.spawn(presence::keep(rep.clone(), stop.clone()));
-    let outcome = wait_for_end(&rep).await?;
+    let outcome = wait_for_end(&rep, signals).await?;
     finish(&rep, &outcome).await;
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(outcome)
 }
 
+/// SIGTERM and SIGINT, caught from the start (a stop during start-up
+/// evacuates too, once the agent is up).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, RepError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(RepError::Signals)?,
+            int: signal(SignalKind::interrupt()).map_err(RepError::Signals)?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or `/evacuate` (evacuates) or SIGINT (does not).
-async fn wait_for_end(rep: &Arc<Rep>) -> Result<Shutdown, RepError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(RepError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RepError::Signals)?;
+async fn wait_for_end(rep: &Arc<Rep>, signals: Signals) -> Result<Shutdown, RepError> {
+    let Signals { mut term, mut int } = signals;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: evacuating"),
         () = rep.evacuate.cancelled() => tracing::info!("evacuation requested"),

@@ -170,3 +170,56 @@ pub(crate) async fn deliver(rep: Arc<Rep>, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diego::models::{ActualLrpInstanceKey, ActualLrpKey};
+
+    use super::*;
+
+    fn claimed(index: u32) -> Report {
+        Report::Lrp(LrpEvent::Claimed {
+            key: ActualLrpKey::new("web", index, "cf-apps"),
+            instance: ActualLrpInstanceKey::new(format!("i{index}"), "cell"),
+        })
+    }
+
+    #[test]
+    fn lrp_events_batch_until_another_report() {
+        let outbox = Outbox::new(10);
+        outbox.push(claimed(0));
+        outbox.push(claimed(1));
+        outbox.push(Report::TaskStarted("t".into()));
+        outbox.push(claimed(2));
+        let first = outbox.peek();
+        assert_eq!(first, [claimed(0), claimed(1)]);
+        outbox.done(&first);
+        assert_eq!(outbox.peek(), [Report::TaskStarted("t".into())]);
+        outbox.done(&outbox.peek());
+        assert_eq!(outbox.peek(), [claimed(2)]);
+        assert_eq!(outbox.pending(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest() {
+        let outbox = Outbox::new(2);
+        outbox.push(claimed(0));
+        let in_flight = outbox.peek();
+        outbox.push(claimed(1));
+        outbox.push(claimed(2));
+        assert_eq!(outbox.dropped(), 1);
+        assert_eq!(outbox.pending(), 2);
+        // The batch in flight lost its first report meanwhile: nothing
+        // else is taken off.
+        outbox.done(&in_flight);
+        assert_eq!(outbox.peek(), [claimed(1), claimed(2)]);
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_an_empty_queue() {
+        let outbox = Outbox::new(2);
+        assert!(outbox.flush(Duration::from_millis(10)).await);
+        outbox.push(claimed(0));
+        assert!(!outbox.flush(Duration::from_millis(50)).await);
+    }
+}
