@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use garden_api::types::{NetIn, NetOutRule, PortMapping};
+use garden_api::types::{BandwidthLimits, NetIn, NetOutRule, PortMapping};
 
 use crate::alloc::NetworkRequest;
 use crate::netns::{self, Netns};
@@ -27,6 +27,8 @@ pub struct AttachRequest {
     pub net_in: Vec<NetIn>,
     /// NetOut rules to apply right away.
     pub net_out: Vec<NetOutRule>,
+    /// Bandwidth limits for both directions (zero: none; see `shaping`).
+    pub bandwidth: BandwidthLimits,
 }
 
 fn check_rules(handle: &str, given: &[NetOutRule]) -> Result<Vec<CheckedRule>, NetError> {
@@ -67,6 +69,12 @@ impl Network {
                 source,
             })?;
         let rules = check_rules(handle, &request.net_out)?;
+        crate::shaping::check(&request.bandwidth, self.mtu).map_err(|source| {
+            NetError::Bandwidth {
+                handle: err_handle(),
+                source,
+            }
+        })?;
         let ns_file = netns.open().map_err(|source| NetError::Netns {
             handle: err_handle(),
             source,
@@ -114,6 +122,7 @@ impl Network {
             mtu: self.mtu,
             net_in: Vec::new(),
             net_out: request.net_out.clone(),
+            bandwidth: request.bandwidth,
         };
         for wanted in &request.net_in {
             let mapping = port_number(handle, wanted.host_port)
@@ -189,10 +198,22 @@ impl Network {
                 handle: handle.to_owned(),
                 source,
             })?;
-        crate::link::Links::from_handle(inside)
+        let inside = crate::link::Links::from_handle(inside);
+        inside
             .configure_container(record.ip, record.subnet.prefix_len(), record.gateway)
             .await
             .map_err(link_err)?;
+        if record.bandwidth != BandwidthLimits::default() {
+            let host_side = self.veth_name(record.ip);
+            self.links
+                .set_tbf(&host_side, &record.bandwidth)
+                .await
+                .map_err(link_err)?;
+            inside
+                .set_tbf(crate::link::CONTAINER_IFACE, &record.bandwidth)
+                .await
+                .map_err(link_err)?;
+        }
         self.sync_link_states(record).await;
         let inside_done = std::time::Instant::now();
         let prefix = rules::log_prefix(handle);

@@ -28,6 +28,7 @@ pub mod netns;
 mod network;
 pub mod nft;
 pub mod rules;
+pub mod shaping;
 pub mod state;
 #[allow(unsafe_code)]
 mod sys;

@@ -45,6 +45,9 @@ pub enum LinkError {
         /// The interface.
         name: String,
     },
+    /// The bandwidth limit could not be applied.
+    #[error(transparent)]
+    Shaping(#[from] crate::shaping::ShapingError),
     /// Writing a sysctl failed.
     #[error("sysctl {path}: {source}")]
     Sysctl {
@@ -213,6 +216,24 @@ impl Links {
                 source: Box::new(source),
             }),
         }
+    }
+
+    /// Gives the link `name` a tbf root queue discipline (see `shaping`).
+    pub async fn set_tbf(
+        &self,
+        name: &str,
+        limits: &garden_api::types::BandwidthLimits,
+    ) -> Result<(), LinkError> {
+        let index = self
+            .index_of(name)
+            .await?
+            .ok_or_else(|| LinkError::Missing {
+                op: "limit bandwidth",
+                name: name.to_owned(),
+            })?;
+        crate::shaping::set_tbf(&self.handle, index, limits)
+            .await
+            .map_err(LinkError::Shaping)
     }
 
     /// Received and sent bytes of the link `name`.

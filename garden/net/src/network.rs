@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use garden_api::types::{NetOutRule, PortMapping};
+use garden_api::types::{BandwidthLimits, NetOutRule, PortMapping};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
@@ -56,6 +56,14 @@ pub enum NetError {
         handle: String,
         /// Why.
         source: AllocError,
+    },
+    /// The bandwidth limits are unusable.
+    #[error("container {handle}: {source}")]
+    Bandwidth {
+        /// The container.
+        handle: String,
+        /// Why.
+        source: crate::shaping::ShapingError,
     },
     /// A NetOut rule is invalid.
     #[error("container {handle}: net out {source}")]
@@ -114,6 +122,8 @@ pub struct Attachment {
     pub mapped_ports: Vec<PortMapping>,
     /// NetOut rules in force.
     pub net_out: Vec<NetOutRule>,
+    /// Bandwidth limits in force (zero: none).
+    pub bandwidth: BandwidthLimits,
 }
 
 /// A container's traffic, seen from inside the container.
@@ -463,6 +473,7 @@ impl Network {
             mtu: record.mtu,
             mapped_ports: record.net_in.clone(),
             net_out: record.net_out.clone(),
+            bandwidth: record.bandwidth,
         }
     }
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use garden_api::types::{NetOutRule, PortMapping};
+use garden_api::types::{BandwidthLimits, NetOutRule, PortMapping};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,9 @@ pub struct Record {
     /// NetOut rules in the order they were added.
     #[serde(default)]
     pub net_out: Vec<NetOutRule>,
+    /// Bandwidth limits (zero: none).
+    #[serde(default)]
+    pub bandwidth: BandwidthLimits,
 }
 
 /// The directory of records.
@@ -167,6 +170,7 @@ mod tests {
                 container_port: 8080,
             }],
             net_out: vec![NetOutRule::default()],
+            bandwidth: BandwidthLimits::default(),
         }
     }
 

@@ -52,6 +52,7 @@ async fn restart_restores_rules_and_allocations() -> Result<()> {
                 container_port: 8080,
             }],
             net_out: vec![tcp_rule(b.ip, 8080)],
+            ..AttachRequest::default()
         };
         let a = network.attach("a", &ns_a.netns(), &request).await?;
         (a.clone(), b, a.mapped_ports[0])
