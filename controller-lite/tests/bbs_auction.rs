@@ -179,3 +179,27 @@ async fn rolling_restart_keeps_n_minus_one_running() -> Result<()> {
     ctl.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evacuating_cell_keeps_instances_until_replacements_run() -> Result<()> {
+    let ctl = Ctl::start("").await?;
+    let cells = cells(&ctl, 3, 2048).await?;
+    ctl.desire(app_lrp("evac", "v1", 3)).await?;
+    eventually(Duration::from_secs(10), "3 running", || {
+        all_running(&ctl, "evac", 3)
+    })
+    .await?;
+    let leaving = &cells[0];
+    ensure!(leaving.instance_count() == 1, "one per cell first");
+    leaving.evacuate().await?;
+    eventually(Duration::from_secs(10), "replaced and stopped", || {
+        let moved = leaving.instance_count() == 0
+            && cells[1].instance_count() + cells[2].instance_count() == 3;
+        let ctl = &ctl;
+        async move { Ok(moved && all_running(ctl, "evac", 3).await?) }
+    })
+    .await?;
+    ensure!(ctl.running_records("evac").await? == 3);
+    ctl.stop().await;
+    Ok(())
+}

@@ -22,7 +22,7 @@ use controller_lite::server::{self, Controller};
 use controller_lite::staging::SystemClock;
 use diego::auction::{Capacity, CellState, LrpInstance};
 use diego::models::{ActualLrpInstanceKey, ActualLrpKey, NetInfo, PortMapping, Timestamp};
-use diego::rep::{CellPresence, LrpEvent, LrpEvents, LrpWork, WorkRequest, WorkResponse};
+use diego::rep::{CellPresence, LrpEvent, LrpEvents, LrpWork, TaskWork, WorkRequest, WorkResponse};
 use tokio::task::JoinHandle;
 
 /// A BBS clock tests move by hand (milliseconds).
@@ -218,6 +218,7 @@ pub fn net(port: u16) -> NetInfo {
 }
 
 struct Inner {
+    evacuating: bool,
     id: String,
     zone: String,
     rep_key: String,
@@ -230,6 +231,7 @@ struct Inner {
     start_delay: Duration,
     next_port: u16,
     work_calls: usize,
+    tasks: HashMap<String, TaskWork>,
 }
 
 /// An honest fake cell.
@@ -263,6 +265,7 @@ async fn state(
         stacks: vec!["cflinuxfs4".into(), "docker".into()],
         total: i.total,
         available: i.available,
+        evacuating: i.evacuating,
         lrps: i
             .lrps
             .keys()
@@ -282,6 +285,18 @@ async fn report(inner: Arc<Mutex<Inner>>, events: Vec<LrpEvent>) {
     };
     if let Err(e) = send_events(&base, &key, &id, events).await {
         eprintln!("fake cell {id}: events not delivered: {e}");
+    }
+}
+
+async fn task_started(inner: Arc<Mutex<Inner>>, guid: String) {
+    let (base, key, id) = {
+        let i = inner.lock().expect("cell");
+        (i.controller.clone(), i.cell_key.clone(), i.id.clone())
+    };
+    let url = format!("{base}/internal/v1/tasks/{guid}/started");
+    let body = serde_json::json!({ "cell_id": id });
+    if let Err(e) = call(reqwest::Method::POST, url, &key, Some(body)).await {
+        eprintln!("fake cell {id}: task start not delivered: {e}");
     }
 }
 
@@ -320,6 +335,8 @@ async fn work(
     }
     let mut failed = Vec::new();
     let mut started = Vec::new();
+    let mut failed_tasks = Vec::new();
+    let mut tasks = Vec::new();
     let delay = {
         let mut i = inner.lock().expect("cell");
         i.work_calls += 1;
@@ -329,8 +346,21 @@ async fn work(
                 None => failed.push((lrp.key.clone(), "insufficient resources".to_owned())),
             }
         }
+        for t in &req.tasks {
+            if i.available.memory_mb >= t.definition.memory_mb && i.available.containers > 0 {
+                i.available.memory_mb -= t.definition.memory_mb;
+                i.available.containers -= 1;
+                i.tasks.insert(t.task_guid.clone(), t.clone());
+                tasks.push(t.task_guid.clone());
+            } else {
+                failed_tasks.push((t.task_guid.clone(), "insufficient resources".to_owned()));
+            }
+        }
         i.start_delay
     };
+    for guid in tasks {
+        tokio::spawn(task_started(inner.clone(), guid));
+    }
     for (key, (instance, port)) in started {
         let inner = inner.clone();
         tokio::spawn(async move {
@@ -358,11 +388,7 @@ async fn work(
     }
     Ok(Json(WorkResponse {
         failed_lrps: failed,
-        failed_tasks: req
-            .tasks
-            .iter()
-            .map(|t| (t.task_guid.clone(), "fake cells run no tasks".to_owned()))
-            .collect(),
+        failed_tasks,
     }))
 }
 
@@ -401,16 +427,28 @@ impl FakeCell {
     /// controller (own key) and refreshing its presence every 200 ms.
     pub async fn start(ctl: &Ctl, id: &str, zone: &str, memory_mb: u64) -> Result<Self> {
         let cell_key = ctl.cell_key(id).await?;
+        Self::start_at(&ctl.base, cell_key, id, zone, memory_mb).await
+    }
+
+    /// [`FakeCell::start`] against the controller at `base` with `cell_key`.
+    pub async fn start_at(
+        base: &str,
+        cell_key: String,
+        id: &str,
+        zone: &str,
+        memory_mb: u64,
+    ) -> Result<Self> {
         let capacity = Capacity {
             memory_mb,
             disk_mb: 100_000,
             containers: 100,
         };
         let inner = Arc::new(Mutex::new(Inner {
+            evacuating: false,
             id: id.into(),
             zone: zone.into(),
             rep_key: format!("rep-key-{id}"),
-            controller: ctl.base.clone(),
+            controller: base.to_owned(),
             cell_key,
             total: capacity,
             available: capacity,
@@ -418,6 +456,7 @@ impl FakeCell {
             start_delay: Duration::from_millis(100),
             next_port: 61000,
             work_calls: 0,
+            tasks: HashMap::new(),
         }));
         let app = Router::new()
             .route("/state", get(state))
@@ -468,7 +507,7 @@ impl FakeCell {
             placement_tags: Vec::new(),
             optional_placement_tags: Vec::new(),
             capacity: i.total,
-            evacuating: false,
+            evacuating: i.evacuating,
         }
     }
 
@@ -495,6 +534,26 @@ impl FakeCell {
         self.server.abort();
     }
 
+    /// Drains: announces itself evacuating and reports every instance
+    /// EVACUATING (they keep running until the controller stops them).
+    pub async fn evacuate(&self) -> Result<()> {
+        let events: Vec<LrpEvent> = {
+            let mut i = self.inner.lock().expect("cell");
+            i.evacuating = true;
+            i.lrps
+                .iter()
+                .map(|((pg, index), (guid, _, _))| LrpEvent::Evacuating {
+                    key: ActualLrpKey::new(pg.clone(), *index, "cf-apps"),
+                    instance: ActualLrpInstanceKey::new(guid.clone(), i.id.clone()),
+                    net_info: net(61000),
+                })
+                .collect()
+        };
+        ensure!(self.announce().await? == 200, "evacuating presence refused");
+        report(self.inner.clone(), events).await;
+        Ok(())
+    }
+
     pub fn set_start_delay(&self, d: Duration) {
         self.inner.lock().expect("cell").start_delay = d;
     }
@@ -506,6 +565,17 @@ impl FakeCell {
             *out.entry(pg.clone()).or_insert(0) += 1;
         }
         out
+    }
+
+    /// Tasks the cell was given.
+    pub fn tasks(&self) -> Vec<TaskWork> {
+        self.inner
+            .lock()
+            .expect("cell")
+            .tasks
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn instance_count(&self) -> usize {
