@@ -141,8 +141,49 @@ async fn metrics(State(seen): State<Shared>, Json(_b): Json<Value>) -> StatusCod
     StatusCode::NO_CONTENT
 }
 
-/// The test controller on 127.0.0.1.
-async fn controller() -> (String, Shared) {
+/// A TLS listener for the test controller (self-signed certificate).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1: (PEM, acceptor).
+fn tls_identity() -> (String, tokio_rustls::TlsAcceptor) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("certificate");
+    let pem = certified.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+    (pem, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The test controller on 127.0.0.1 (https with `tls`).
+async fn controller(tls: Option<tokio_rustls::TlsAcceptor>) -> (String, Shared) {
     let seen = Shared::default();
     let app = Router::new()
         .route(
@@ -158,9 +199,21 @@ async fn controller() -> (String, Shared) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
+    let addr = listener.local_addr().expect("addr");
+    match tls {
+        None => {
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            (format!("http://{addr}"), seen)
+        }
+        Some(acceptor) => {
+            let listener = TlsListener {
+                tcp: listener,
+                acceptor,
+            };
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            (format!("https://{addr}"), seen)
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -184,10 +237,28 @@ struct Agent {
 
 impl Agent {
     async fn start(extra: &str) -> Agent {
+        Agent::start_with(extra, None).await
+    }
+
+    /// With `tls`: an https controller whose certificate the agent
+    /// trusts through `controller_ca_file`.
+    async fn start_with(extra: &str, tls: Option<(String, tokio_rustls::TlsAcceptor)>) -> Agent {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let garden = Arc::new(Garden::start());
-        let (controller_url, seen) = controller().await;
         let dir = tempfile::tempdir().expect("tempdir");
+        let (controller_url, seen, extra) = match tls {
+            None => {
+                let (url, seen) = controller(None).await;
+                (url, seen, extra.to_owned())
+            }
+            Some((pem, acceptor)) => {
+                let ca = dir.path().join("controller-ca.pem");
+                std::fs::write(&ca, pem).expect("ca file");
+                let (url, seen) = controller(Some(acceptor)).await;
+                let extra = format!("{extra}\ncontroller_ca_file = \"{}\"", ca.display());
+                (url, seen, extra)
+            }
+        };
         let port = free_port();
         let cell_id = common::guid("cell");
         std::fs::write(dir.path().join("cell.key"), format!("{KEY}\n")).expect("key");
@@ -943,4 +1014,23 @@ async fn evacuation_times_out_stops_what_is_left_and_exits() {
         !left.contains(&instance) && !left.contains(&"t-long".to_owned()),
         "{left:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_controller_with_its_own_ca() {
+    let agent = Agent::start_with("", Some(tls_identity())).await;
+    let presence = agent.seen.lock().expect("lock").presences[0].clone();
+    assert_eq!(presence.cell_id, agent.cell_id);
+    let answer = agent
+        .work(&WorkRequest {
+            lrps: vec![],
+            tasks: vec![task("t-tls", "echo over tls")],
+        })
+        .await;
+    assert_eq!(answer, WorkResponse::default());
+    agent
+        .wait_until("the completion over https", |s| {
+            s.completed.iter().any(|(g, c)| g == "t-tls" && !c.failed)
+        })
+        .await;
 }

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Report;
 use super::{CrashRecord, Rep};
-use crate::executor::{tags, Container, ContainerState, Event, RunResult};
+use crate::executor::{
+    tags, Container, ContainerState, Event, ExecutorError, RunResult, StoreError,
+};
 
 /// The slot and instance of an LRP container, from its tags.
 pub(crate) fn lrp_keys(
@@ -95,11 +97,21 @@ impl Rep {
             Event::Running(c) => {
                 if let Some((key, instance)) = lrp_keys(&c, cell_id) {
                     let net_info = self.net_info(&c).await;
-                    self.outbox.push(Report::Lrp(LrpEvent::Running {
-                        key,
-                        instance,
-                        net_info,
-                    }));
+                    // Started while draining: it is evacuating at once.
+                    let event = if self.is_evacuating() {
+                        LrpEvent::Evacuating {
+                            key,
+                            instance,
+                            net_info,
+                        }
+                    } else {
+                        LrpEvent::Running {
+                            key,
+                            instance,
+                            net_info,
+                        }
+                    };
+                    self.outbox.push(Report::Lrp(event));
                 } else if let Some(guid) = task_guid(&c) {
                     self.outbox.push(Report::TaskStarted(guid.into()));
                 }
@@ -149,8 +161,12 @@ impl Rep {
         }
         let rep = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = rep.executor.delete(&c.guid).await {
-                tracing::warn!(guid = %c.guid, %error, "deleting an ended container failed");
+            match rep.executor.delete(&c.guid).await {
+                // Someone else (evacuation, a refused run) deleted it first.
+                Ok(()) | Err(ExecutorError::Store(StoreError::NotFound { .. })) => {}
+                Err(error) => {
+                    tracing::warn!(guid = %c.guid, %error, "deleting an ended container failed");
+                }
             }
         });
     }
