@@ -5,8 +5,8 @@
 //!   checksum, cache key per process) into `/home/vcap`, then run the
 //!   start command as `vcap` through a small launcher script that sources
 //!   `profile.d` and `.profile` like Cloud Foundry's launcher (REFERENCE §3).
-//! - Docker apps: rootfs `docker:///<image>`, the command run as the
-//!   image's user.
+//! - Docker apps: rootfs `docker:///<image>` (Docker Hub) or
+//!   `docker://<registry>/<image>`, the command run as the image's user.
 //! - Staging: download the package and the buildpacks (and the previous
 //!   cache, if any) in parallel, run `/tmp/lifecycle/builder`, upload the
 //!   droplet and the new cache. Docker staging runs
@@ -62,9 +62,24 @@ pub fn diego_process_guid(process_guid: &str, version: &str) -> String {
     format!("{process_guid}-{version}")
 }
 
+/// `docker://host/repo:tag` when the image names a registry host (its
+/// first component has a `.` or `:`, or is `localhost`), else Docker Hub's
+/// `docker:///repo:tag`.
+fn docker_rootfs(image: &str) -> String {
+    let image = image.trim_start_matches('/');
+    let first = image.split('/').next().unwrap_or_default();
+    let has_host =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_host {
+        format!("docker://{image}")
+    } else {
+        format!("docker:///{image}")
+    }
+}
+
 fn rootfs(stack: Option<&str>, image: Option<&str>, default_stack: &str) -> String {
     match (image, stack) {
-        (Some(image), _) => format!("docker:///{}", image.trim_start_matches('/')),
+        (Some(image), _) => docker_rootfs(image),
         (None, Some(stack)) => format!("preloaded:{stack}"),
         (None, None) => format!("preloaded:{default_stack}"),
     }
@@ -475,6 +490,12 @@ mod tests {
         docker.docker_image = Some("library/nginx:1.27".into());
         let d = desired_lrp(&docker, "s").expect("docker");
         assert_eq!(d.rootfs, "docker:///library/nginx:1.27");
+        assert_eq!(docker_rootfs("busybox"), "docker:///busybox");
+        assert_eq!(
+            docker_rootfs("registry.local:5000/team/app:2"),
+            "docker://registry.local:5000/team/app:2"
+        );
+        assert_eq!(docker_rootfs("localhost/app"), "docker://localhost/app");
         assert!(d.setup.is_none());
         docker.start_command.clear();
         assert!(matches!(

@@ -117,7 +117,7 @@ async fn per_cell_keys_guard_presence_and_events() -> Result<()> {
 
     // The cell leaves: its RUNNING instance becomes SUSPECT, a replacement
     // is created at once.
-    let del = call(Method::DELETE, url, &a, None).await?;
+    let del = call(Method::DELETE, url.clone(), &a, None).await?;
     ensure!(del == 204, "{del}");
     let n = ctl.running_records("p1").await?;
     ensure!(n == 1, "the suspect keeps running until replaced: {n}");
@@ -132,6 +132,26 @@ async fn per_cell_keys_guard_presence_and_events() -> Result<()> {
         })
         .await?;
     ensure!(suspects == 1);
+
+    // The cell returns and reconciles: it reports the same instance
+    // RUNNING, which is adopted into the empty slot; the suspect record goes.
+    ensure!(call(Method::PUT, url, &a, Some(presence("cell-a"))).await? == 200);
+    let adopted = LrpEvent::Running {
+        key: key(pg, 0),
+        instance: inst.clone(),
+        net_info: net(61001),
+    };
+    ensure!(send_events(&ctl.base, &a, "cell-a", vec![adopted]).await? == 204);
+    let counts: (i64, i64) = db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT SUM(presence = 'SUSPECT'), SUM(state = 'RUNNING') FROM bbs_actual_lrps WHERE idx = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await?;
+    ensure!(counts == (0, 1), "adopted, no suspect left: {counts:?}");
     ctl.stop().await;
     Ok(())
 }

@@ -272,7 +272,13 @@ fn apply_event(conn: &Connection, event: &LrpEvent, now: Timestamp) -> Result<Ef
             // replaced goes (Diego's BBS does the same on start).
             for presence in [Presence::Suspect, Presence::Evacuating] {
                 if let Some(old) = records::actual(conn, &key.process_guid, key.index, presence)? {
-                    rollout::retire(conn, &old, &mut fx)?;
+                    if old.instance_key.as_ref() == Some(instance) {
+                        // The same instance adopted back (its cell returned
+                        // and reconciled): forget the old record, keep it running.
+                        records::delete_actual(conn, key, presence)?;
+                    } else {
+                        rollout::retire(conn, &old, &mut fx)?;
+                    }
                 }
             }
             advance(conn, &key.process_guid, now, &mut fx)?;
