@@ -49,6 +49,25 @@ async fn auction_spreads_instances_and_records_what_fits_nowhere() -> Result<()>
     let counts: Vec<usize> = cells.iter().map(FakeCell::instance_count).collect();
     ensure!(counts == vec![2, 2, 2], "spread evenly: {counts:?}");
 
+    // Scale down: the highest indices stop on their cells; up again: new
+    // instances are placed.
+    let s = ctl.controller().state.scheduler.clone();
+    tokio::task::spawn_blocking(move || s.scale_lrp("spread", 2)).await??;
+    eventually(Duration::from_secs(5), "scaled down to 2", || {
+        let on_cells: usize = cells.iter().map(FakeCell::instance_count).sum();
+        let ctl = &ctl;
+        async move { Ok(on_cells == 2 && all_running(ctl, "spread", 2).await?) }
+    })
+    .await?;
+    let s = ctl.controller().state.scheduler.clone();
+    tokio::task::spawn_blocking(move || s.scale_lrp("spread", 6)).await??;
+    eventually(Duration::from_secs(10), "scaled up to 6", || {
+        all_running(&ctl, "spread", 6)
+    })
+    .await?;
+    let counts: Vec<usize> = cells.iter().map(FakeCell::instance_count).collect();
+    ensure!(counts == vec![2, 2, 2], "spread evenly again: {counts:?}");
+
     // 4 × 256 MB fit in what is left (3 × 512 MB); a 2 GB instance fits nowhere.
     let mut big = app_lrp("big", "v1", 1);
     big.memory_mb = 2048;
