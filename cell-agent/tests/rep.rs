@@ -407,8 +407,15 @@ impl Agent {
 
     /// `cell-agent diag --json ...` against this agent; the parsed output.
     fn diag(&self, args: &[&str]) -> Value {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        serde_json::from_str(&self.diag_text(&with_json)).expect("diag JSON")
+    }
+
+    /// `cell-agent diag ...` against this agent; its output.
+    fn diag_text(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_cell-agent"))
-            .args(["diag", "--json", "--config", "/nonexistent.toml"])
+            .args(["diag", "--config", "/nonexistent.toml"])
             .args(["--agent-url", &self.url, "--garden-socket"])
             .arg(self.garden.dir.path().join("garden.sock"))
             .args(args)
@@ -419,7 +426,7 @@ impl Agent {
             "diag {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("diag JSON")
+        String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -669,6 +676,21 @@ async fn an_lrp_runs_crashes_is_stopped_and_diag_shows_it() {
         crashes.iter().any(|k| k["process_guid"] == crashy.as_str()),
         "{list}"
     );
+    let table = agent.diag_text(&["containers"]);
+    eprintln!("{table}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&instance))
+        .unwrap_or_else(|| panic!("{instance} in\n{table}"));
+    assert!(
+        line.contains("running") && line.contains(&format!("{web}/0")),
+        "{line}"
+    );
+    assert!(
+        table.contains("recent crashes:") && table.contains("status 3"),
+        "{table}"
+    );
+    eprintln!("{}", agent.diag_text(&["summary"]));
     let detail = agent.diag(&["container", &instance]);
     assert_eq!(detail["summary"]["guid"], instance.as_str());
     assert!(
