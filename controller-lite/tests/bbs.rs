@@ -308,3 +308,58 @@ async fn task_lifecycle_through_the_internal_api() -> Result<()> {
     ctl.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_expiry_is_noticed_at_expires_at_with_an_injected_clock() -> Result<()> {
+    let clock = ManualClock::at_now();
+    let ctl = Ctl::start_with(QUIET, clock.clone()).await?;
+    let a = ctl.cell_key("cell-e").await?;
+    let url = format!("{}/internal/v1/cells/cell-e/presence", ctl.base);
+    ensure!(call(Method::PUT, url, &a, Some(presence("cell-e"))).await? == 200);
+    ctl.desire(app_lrp("p3", "v1", 1)).await?;
+    let inst = ActualLrpInstanceKey::new("i-e", "cell-e");
+    let events = vec![
+        LrpEvent::Claimed {
+            key: key("p3-v1", 0),
+            instance: inst.clone(),
+        },
+        LrpEvent::Running {
+            key: key("p3-v1", 0),
+            instance: inst,
+            net_info: net(61002),
+        },
+    ];
+    ensure!(send_events(&ctl.base, &a, "cell-e", events).await? == 204);
+    let suspects = || async {
+        let n: i64 = ctl
+            .controller()
+            .state
+            .db
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM bbs_actual_lrps WHERE presence = 'SUSPECT'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        Ok::<_, anyhow::Error>(n)
+    };
+    // 14 s of a 15 s TTL: still present.
+    clock.advance(Duration::from_secs(14));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ensure!(suspects().await? == 0, "expired too early");
+    // Past expires_at: the timer (not a periodic pass: interval 1 h) acts.
+    clock.advance(Duration::from_secs(2));
+    eventually(Duration::from_secs(3), "the instance SUSPECT", || async {
+        Ok(suspects().await? == 1)
+    })
+    .await?;
+    let states = ctl.states("p3").await?;
+    ensure!(
+        states[0].1 == "RUNNING",
+        "the suspect still shows: {states:?}"
+    );
+    ctl.stop().await;
+    Ok(())
+}
