@@ -216,13 +216,6 @@ async fn controller(tls: Option<tokio_rustls::TlsAcceptor>) -> (String, Shared) 
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A running `cell-agent run`, killed on drop if still running.
 struct Agent {
     child: Option<Child>,
@@ -259,13 +252,12 @@ impl Agent {
                 (url, seen, extra)
             }
         };
-        let port = free_port();
         let cell_id = common::guid("cell");
         std::fs::write(dir.path().join("cell.key"), format!("{KEY}\n")).expect("key");
         let config = format!(
             "cell_id = \"{cell_id}\"\nzone = \"z1\"\nmemory_mb = 1024\ndisk_mb = 4096\n\
              containers = 10\ngarden_socket = \"{sock}\"\ncontroller_url = \"{controller_url}\"\n\
-             cell_key_file = \"{d}/cell.key\"\nlisten = \"127.0.0.1:{port}\"\n\
+             cell_key_file = \"{d}/cell.key\"\nlisten = \"127.0.0.1:0\"\n\
              presence_ttl = \"2s\"\npresence_refresh = \"200ms\"\nmetrics_interval = \"300ms\"\n\
              state_dir = \"{d}/state\"\nowner = \"{cell_id}\"\n{extra}\n\
              [stacks]\nbusybox = \"{rootfs}\"\n\
@@ -281,7 +273,7 @@ impl Agent {
         let mut agent = Agent {
             child: None,
             notify,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             cell_id,
             seen,
             http: reqwest::Client::new(),
@@ -292,6 +284,11 @@ impl Agent {
         agent
             .wait_until("a presence", |s| !s.presences.is_empty())
             .await;
+        // Port 0 in the configuration: the presence names the bound port.
+        agent.url = agent.seen.lock().expect("lock").presences[0]
+            .rep_url
+            .clone();
+        assert!(!agent.url.ends_with(":0"), "{}", agent.url);
         agent
     }
 
@@ -889,6 +886,15 @@ async fn a_restarted_agent_adopts_lrps_fails_tasks_and_evacuates_on_request() {
             s.presences.last().is_some_and(|p| p.rep_key != first_key)
         })
         .await;
+    agent.url = agent
+        .seen
+        .lock()
+        .expect("lock")
+        .presences
+        .last()
+        .expect("presence")
+        .rep_url
+        .clone();
     let (adopted, _) = agent
         .event("Running again", |e| running_instance(e, &web))
         .await;

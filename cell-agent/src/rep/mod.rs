@@ -180,7 +180,7 @@ impl Rep {
 
 /// Starts gardend's client, the executor and every component, and runs
 /// until evacuated or interrupted.
-pub async fn run(config: CellConfig) -> Result<Shutdown, RepError> {
+pub async fn run(mut config: CellConfig) -> Result<Shutdown, RepError> {
     let signals = Signals::install()?;
     let key = config.read_cell_key()?;
     let ca = config.read_controller_ca()?;
@@ -200,6 +200,11 @@ pub async fn run(config: CellConfig) -> Result<Shutdown, RepError> {
             addr: config.listen,
             source,
         })?;
+    // `listen = "...:0"`: announce the port actually bound.
+    if let Ok(bound) = listener.local_addr() {
+        config.listen = bound;
+    }
+    tracing::info!(listen = %config.listen, rep_url = %config.rep_url(), "rep listening");
     let rep = Arc::new(Rep {
         executor,
         controller,
