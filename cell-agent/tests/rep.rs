@@ -538,6 +538,14 @@ async fn auth_state_and_a_task_with_its_result() {
         .await
         .expect("POST");
     assert_eq!(wrong.status(), 401);
+    let malformed = agent
+        .authed(agent.http.post(format!("{}/work", agent.url)))
+        .header("content-type", "application/json")
+        .body("{\"lrps\": 7}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(malformed.status(), 422, "a malformed body is refused");
     let ping = agent.http.get(format!("{}/ping", agent.url)).send().await;
     assert_eq!(ping.expect("ping").status(), 200, "loopback needs no key");
 

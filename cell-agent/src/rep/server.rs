@@ -57,6 +57,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The largest `/work` body: full definitions of a big auction batch.
+const WORK_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
 /// `GET /diag/containers`: the containers and the recent crashes (crashed
 /// containers are deleted once reported, so only this list remembers them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +116,10 @@ async fn require_loopback(
 pub fn router(rep: Arc<Rep>) -> Router {
     let controller = Router::new()
         .route("/state", get(state))
-        .route("/work", post(work))
+        .route(
+            "/work",
+            post(work).layer(axum::extract::DefaultBodyLimit::max(WORK_BODY_LIMIT)),
+        )
         .route(
             "/lrps/{process_guid}/{index}/{instance_guid}/stop",
             post(stop_lrp),
