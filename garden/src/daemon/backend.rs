@@ -161,18 +161,24 @@ impl Backend for Garden {
         api(self.container_limits(&c).await)
     }
 
-    async fn net_in(&self, handle: &str, _host: u32, _container: u32) -> ApiResult<(u32, u32)> {
-        let _ = api(self.live(handle).await)?;
-        Err(ApiError::internal(
-            "NetIn: container networking is not available in this version",
-        ))
+    async fn net_in(&self, handle: &str, host: u32, container: u32) -> ApiResult<(u32, u32)> {
+        let (_c, _g) = api(self.live(handle).await)?;
+        let m = self
+            .inner
+            .network
+            .net_in(handle, host, container)
+            .await
+            .map_err(|e| ApiError::from(DaemonError::from(e)).with_handle(handle))?;
+        Ok((m.host_port, m.container_port))
     }
 
-    async fn net_out(&self, handle: &str, _rules: Vec<NetOutRule>) -> ApiResult<()> {
-        let _ = api(self.live(handle).await)?;
-        Err(ApiError::internal(
-            "NetOut: container networking is not available in this version",
-        ))
+    async fn net_out(&self, handle: &str, rules: Vec<NetOutRule>) -> ApiResult<()> {
+        let (_c, _g) = api(self.live(handle).await)?;
+        self.inner
+            .network
+            .net_out(handle, &rules)
+            .await
+            .map_err(|e| ApiError::from(DaemonError::from(e)).with_handle(handle))
     }
 
     async fn run(

@@ -37,6 +37,11 @@ pub struct Config {
     pub disk: garden_disk::DiskConfig,
     pub capacity: CapacityConfig,
     pub containers: ContainersConfig,
+    /// Container networking (`garden-net`, docs/networking.md).
+    pub network: garden_net::NetConfig,
+    /// Where networking keeps its allocations; default: `network` beside
+    /// the depot (`/var/lib/garden/network`).
+    pub network_state: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +115,8 @@ impl Default for Config {
             ),
             capacity: CapacityConfig::default(),
             containers: ContainersConfig::default(),
+            network: garden_net::NetConfig::default(),
+            network_state: None,
         }
     }
 }
@@ -198,7 +205,19 @@ impl Config {
                 )));
             }
         }
-        Ok(())
+        self.network
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("network: {e}")))
+    }
+
+    /// Where networking keeps its allocations.
+    pub fn network_state_dir(&self) -> PathBuf {
+        self.network_state.clone().unwrap_or_else(|| {
+            self.depot
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .join("network")
+        })
     }
 
     /// The garden-runc binary: configured, beside our own binary, or $PATH.

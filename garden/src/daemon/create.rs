@@ -21,6 +21,7 @@ struct Phases {
     volume: u64,
     rootfs: u64,
     runtime: u64,
+    network: u64,
 }
 
 /// Releases the handle's reservation however create ends.
@@ -45,7 +46,6 @@ impl Garden {
             what: "handle",
             message: e.to_string(),
         })?;
-        check_supported(&spec)?;
         let _reservation = self.reserve(&handle)?;
         let started = std::time::Instant::now();
         let mut steps = Steps::default();
@@ -60,6 +60,7 @@ impl Garden {
                     volume_us = phases.volume,
                     rootfs_us = phases.rootfs,
                     runtime_us = phases.runtime,
+                    network_us = phases.network,
                     "container created"
                 );
                 Ok(handle)
@@ -180,6 +181,11 @@ impl Garden {
             .await?;
         let inspection = inner.runc.inspect(&handle).await?;
         phases.runtime = t.elapsed().as_micros() as u64;
+        let t = std::time::Instant::now();
+        steps.network = true;
+        self.attach_network(spec, inspection.record.pid, owner)
+            .await?;
+        phases.network = t.elapsed().as_micros() as u64;
 
         let record = Record {
             handle: handle.clone(),
@@ -210,26 +216,76 @@ impl Garden {
     }
 }
 
-/// What this daemon cannot honour yet is refused, never silently ignored.
-fn check_supported(spec: &ContainerSpec) -> Result<(), DaemonError> {
-    let refuse = |what, message: &str| {
-        Err(DaemonError::BadRequest {
-            what,
-            message: message.to_string(),
-        })
+impl Garden {
+    /// The container's network (address, routes, NetIn, NetOut, bandwidth),
+    /// then its `/etc/hosts` and `/etc/resolv.conf`, written before any of
+    /// its processes runs.
+    async fn attach_network(
+        &self,
+        spec: &ContainerSpec,
+        init_pid: i32,
+        owner: u32,
+    ) -> Result<(), DaemonError> {
+        let inner = &self.inner;
+        let handle = &spec.handle;
+        let request = garden_net::AttachRequest {
+            network: spec.network.clone(),
+            net_in: spec.net_in.clone(),
+            net_out: spec.net_out.clone(),
+            bandwidth: spec.limits.bandwidth,
+        };
+        let netns = garden_net::Netns::Pid(init_pid as u32);
+        inner.network.attach(handle, &netns, &request).await?;
+        let hostname: String = handle.chars().take(63).collect();
+        let hosts = inner
+            .network
+            .hosts_file(handle, &hostname)
+            .unwrap_or_default();
+        let resolv = inner.network.resolv_conf();
+        let root = super::files::container_root(init_pid);
+        let map = if spec.privileged {
+            super::files::IdMap::identity()
+        } else {
+            super::files::IdMap::maximus(owner)
+        };
+        blocking(move || write_etc(&root, &map, &[("hosts", hosts), ("resolv.conf", resolv)]))
+            .await??;
+        Ok(())
+    }
+}
+
+/// Writes files into the container's `/etc`, owned by its root, through
+/// stream-in's resolution that never leaves the container's root.
+fn write_etc(
+    root: &std::path::Path,
+    map: &super::files::IdMap,
+    files: &[(&str, String)],
+) -> Result<(), DaemonError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, body) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, name, body.as_bytes())
+            .map_err(|source| DaemonError::Io {
+                action: "building",
+                path: root.join("etc"),
+                source,
+            })?;
+    }
+    let bytes = tar.into_inner().map_err(|source| DaemonError::Io {
+        action: "building",
+        path: root.join("etc"),
+        source,
+    })?;
+    let owner = super::files::User {
+        uid: 0,
+        gid: 0,
+        home: String::new(),
+        additional_gids: Vec::new(),
     };
-    if !spec.net_in.is_empty() || !spec.net_out.is_empty() {
-        return refuse(
-            "network rules",
-            "container networking (NetIn/NetOut) is not available in this version",
-        );
-    }
-    if !spec.network.is_empty() {
-        return refuse(
-            "network",
-            "container networking is not available in this version",
-        );
-    }
+    super::files::stream_in(root, "/etc", &owner, map, bytes.as_slice())?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub struct Steps {
     pub volume: bool,
     pub mount: bool,
     pub runtime: bool,
+    pub network: bool,
 }
 
 impl Steps {
@@ -25,6 +26,7 @@ impl Steps {
             volume: true,
             mount: true,
             runtime: true,
+            network: true,
         }
     }
 }
@@ -61,6 +63,11 @@ impl Garden {
                 self.remove_pea(&pea).await;
             }
             if let Err(e) = inner.runc.delete(handle, &dir.join("runc.log")).await {
+                errors.push(e.into());
+            }
+        }
+        if steps.network {
+            if let Err(e) = inner.network.detach(handle).await {
                 errors.push(e.into());
             }
         }

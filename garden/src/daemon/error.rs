@@ -36,6 +36,8 @@ pub enum DaemonError {
     Spec(#[from] super::spec::SpecError),
     #[error(transparent)]
     Files(#[from] super::files::FilesError),
+    #[error(transparent)]
+    Net(#[from] garden_net::NetError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -66,6 +68,7 @@ impl From<DaemonError> for ApiError {
             DaemonError::Image(ie) if image_bad_input(ie) => ApiError::bad_request(message),
             DaemonError::Disk(de) if de.is_bad_request() => ApiError::bad_request(message),
             DaemonError::Files(fe) if fe.is_bad_input() => ApiError::bad_request(message),
+            DaemonError::Net(ne) if net_bad_input(ne) => ApiError::bad_request(message),
             _ => ApiError::internal(message),
         }
     }
@@ -77,5 +80,15 @@ fn image_bad_input(e: &garden_image::ImageError) -> bool {
     matches!(
         e,
         garden_image::ImageError::Reference(_) | garden_image::ImageError::Registry(_)
+    )
+}
+
+/// Network errors the client caused: a bad port, rule, bandwidth or spec
+/// network, or an address or port that is taken.
+fn net_bad_input(e: &garden_net::NetError) -> bool {
+    use garden_net::NetError as N;
+    matches!(
+        e,
+        N::BadPort { .. } | N::Rule { .. } | N::Bandwidth { .. } | N::Alloc { .. }
     )
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use garden_api::types::{
     Capacity, ContainerCpuStat, ContainerDiskStat, ContainerInfo, ContainerMemoryStat,
-    ContainerPidStat, Limits, Metrics,
+    ContainerNetworkStat, ContainerPidStat, Limits, Metrics,
 };
 use garden_cgroups::Cgroup;
 
@@ -53,7 +53,16 @@ impl Garden {
         if oom_kills(&c.cgroup_path) > 0 {
             events.push("oom".to_string());
         }
+        let net = self.inner.network.attachment(&c.handle);
+        let external_ip = self.inner.network.external_ip();
         Ok(ContainerInfo {
+            host_ip: net
+                .as_ref()
+                .map(|a| a.gateway.to_string())
+                .unwrap_or_default(),
+            container_ip: net.as_ref().map(|a| a.ip.to_string()).unwrap_or_default(),
+            external_ip: external_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            mapped_ports: net.map(|a| a.mapped_ports).unwrap_or_default(),
             state: if running && !record.stopped {
                 "active"
             } else {
@@ -64,7 +73,6 @@ impl Garden {
             container_path: c.dir.display().to_string(),
             process_ids: self.process_ids(&c.handle),
             properties: record.properties,
-            ..ContainerInfo::default()
         })
     }
 
@@ -108,7 +116,15 @@ impl Garden {
             })
             .unwrap_or_default();
         let age = age(record.created_unix_ns);
+        let network = match self.inner.network.stats(&c.handle).await {
+            Ok(s) => ContainerNetworkStat {
+                rx_bytes: s.rx_bytes,
+                tx_bytes: s.tx_bytes,
+            },
+            Err(_) => ContainerNetworkStat::default(),
+        };
         Ok(Metrics {
+            network,
             memory,
             cpu,
             disk: ContainerDiskStat {
@@ -120,7 +136,6 @@ impl Garden {
             pid,
             age,
             cpu_entitlement: self.cpu_entitlement(&record.spec, age),
-            ..Metrics::default()
         })
     }
 

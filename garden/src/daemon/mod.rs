@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! create:  image (garden-image) → volume (garden-disk) → overlay on the host
-//!          → OCI spec (Garden's security defaults) → garden-runc create+start
-//!          (idle init) → record in the depot
+//!          → OCI spec (Garden's security defaults) → garden-runc run -d
+//!          (idle init) → network (garden-net) → record in the depot
 //! run:     process.json → `gardend keep` (one keeper per process) → socket
 //! restart: depot records + runtime state + keeper sockets → containers again
 //! ```
@@ -48,6 +48,7 @@ struct Inner {
     runc: Runc,
     images: garden_image::Store,
     disk: Arc<garden_disk::Disk>,
+    network: garden_net::Network,
     /// Our own binary, started as `gardend keep` for every process.
     keeper_binary: std::path::PathBuf,
     containers: Mutex<HashMap<String, Arc<Container>>>,
@@ -80,6 +81,14 @@ impl Garden {
         let disk = tokio::task::spawn_blocking(move || garden_disk::Disk::open(disk_config))
             .await
             .map_err(DaemonError::Task)??;
+        let (network, report) =
+            garden_net::Network::open(config.network.clone(), &config.network_state_dir()).await?;
+        tracing::info!(
+            restored = report.restored,
+            skipped = ?report.skipped,
+            missing_links = ?report.missing_links,
+            "network ready"
+        );
         let maximus = match config.containers.maximus {
             Some(m) => m,
             None => match garden_image::IdMapping::maximus() {
@@ -101,6 +110,7 @@ impl Garden {
                 runc,
                 images,
                 disk: Arc::new(disk),
+                network,
                 keeper_binary,
                 containers: Mutex::new(HashMap::new()),
                 creating: Mutex::new(HashSet::new()),

@@ -264,7 +264,7 @@ pub(super) fn keeper_alive(dir: &Path) -> bool {
 async fn connect(dir: &Path, id: &str, io: ProcessIo) -> Result<KeeperProcess, DaemonError> {
     let (exit_tx, exit_rx) = watch::channel(None);
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
-    let stream = match UnixStream::connect(dir.join(SOCKET)).await {
+    let stream = match connect_socket(dir).await {
         Ok(s) => s,
         Err(_) => {
             // The keeper is gone: the status it recorded is all there is.
@@ -297,6 +297,20 @@ async fn connect(dir: &Path, id: &str, io: ProcessIo) -> Result<KeeperProcess, D
         ctl: ctl_tx,
         exit: exit_rx,
     })
+}
+
+/// Connects to the keeper's socket through an open descriptor of its
+/// directory: the full path can exceed the 108 bytes a socket path may
+/// have (long handles and process ids), `/proc/self/fd/N/sock` cannot.
+async fn connect_socket(dir: &Path) -> std::io::Result<UnixStream> {
+    let d = std::fs::File::open(dir)?;
+    let short = format!(
+        "/proc/self/fd/{}/{SOCKET}",
+        std::os::fd::AsRawFd::as_raw_fd(&d)
+    );
+    let stream = UnixStream::connect(short).await;
+    drop(d);
+    stream
 }
 
 async fn write_frames(

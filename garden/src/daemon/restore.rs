@@ -37,6 +37,12 @@ impl Garden {
             }
         }
         self.remove_orphans().await;
+        let live = self.handles();
+        let live: Vec<&str> = live.iter().map(String::as_str).collect();
+        let dropped = self.inner.network.restore(&live).await;
+        if !dropped.is_empty() {
+            tracing::warn!(?dropped, "network records without a container removed");
+        }
         tracing::info!(restored, "containers restored");
     }
 

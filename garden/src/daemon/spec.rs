@@ -50,8 +50,6 @@ const READ_ONLY: [&str; 5] = [
 pub enum SpecError {
     #[error("bind mount {0:?}: src_path and dst_path must be absolute paths")]
     BindMountPath(String),
-    #[error("limit {0} is not supported: {1}")]
-    Unsupported(&'static str, &'static str),
 }
 
 /// Everything the spec is made of besides the client's request.
@@ -170,12 +168,7 @@ fn resources(req: &ContainerSpec) -> Result<Value, SpecError> {
     if l.pid.max > 0 {
         r["pids"] = json!({"limit": l.pid.max});
     }
-    if l.bandwidth.rate_in_bytes_per_second > 0 || l.bandwidth.burst_rate_in_bytes_per_second > 0 {
-        return Err(SpecError::Unsupported(
-            "bandwidth",
-            "container networking is not available yet, so a bandwidth limit could not be enforced",
-        ));
-    }
+    // Bandwidth is the network's (garden-net shapes the veth).
     Ok(r)
 }
 
@@ -241,9 +234,6 @@ mod tests {
             .expect("mount");
         assert_eq!(last["options"][1], "ro");
         req.bind_mounts[0].src_path = "relative".into();
-        assert!(container_spec(&req, &inputs(None)).is_err());
-        req.bind_mounts.clear();
-        req.limits.bandwidth.rate_in_bytes_per_second = 1;
         assert!(container_spec(&req, &inputs(None)).is_err());
     }
 }

@@ -84,9 +84,13 @@ pub fn start(args: &KeeperArgs) -> Result<Keeper, KeeperError> {
         .map_err(sys_err("blocking SIGCHLD"))?;
     let signals = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(sys_err("signalfd"))?;
+    // Socket paths are limited to 108 bytes, and a depot path with a
+    // long handle and process id can exceed that: bind relative to our
+    // directory, and hand the runtime a short path through /proc.
+    std::env::set_current_dir(&args.dir).map_err(io_err("entering", &args.dir))?;
     let sock = args.dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(io_err("binding", &sock))?;
+    let listener = UnixListener::bind(SOCKET).map_err(io_err("binding", &sock))?;
     listener
         .set_nonblocking(true)
         .map_err(io_err("making non-blocking", &sock))?;
@@ -97,11 +101,16 @@ pub fn start(args: &KeeperArgs) -> Result<Keeper, KeeperError> {
     .map_err(io_err("writing", &args.dir))?;
 
     let (stdio, app) = if args.tty {
-        let console = ConsoleListener::bind(&args.dir, "tty")
+        let console = ConsoleListener::bind(Path::new("."), "tty")
             .map_err(|e| KeeperError::Console(e.to_string()))?;
+        let name = console.path().file_name().unwrap_or_default();
+        let short = Path::new("/proc")
+            .join(std::process::id().to_string())
+            .join("cwd")
+            .join(name);
         let app = exec(
             args,
-            Some(console.path()),
+            Some(&short),
             [Stdio::null(), Stdio::null(), Stdio::null()],
         )?;
         let master = console

@@ -39,9 +39,11 @@ impl Daemon {
              [runtime]\nbinary = \"{RUNTIME}\"\nstate_root = \"{p}/runc\"\ncgroup_parent = \"garden-test-{pid}\"\n\
              [images]\nstore = \"{p}/images\"\n\
              [disk]\nkind = \"loop\"\nroot = \"{p}/volumes\"\n\
-             [containers]\nstop_timeout = \"2s\"\n",
+             [containers]\nstop_timeout = \"2s\"\n\
+             {network}",
             p = p.display(),
             pid = std::process::id(),
+            network = network_section(),
         );
         std::fs::write(p.join("garden.toml"), config).expect("config");
         d.spawn();
@@ -94,6 +96,23 @@ impl Daemon {
     }
 }
 
+static DAEMONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A network of its own for each test daemon (table, interface prefixes,
+/// a /22 of 10.253.0.0/16, 50 NetIn ports), never touching global sysctls.
+fn network_section() -> String {
+    let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 64;
+    format!(
+        "[network]\npool = \"10.253.{third}.0/22\"\ntable = \"gdtest{pid}n{n}\"\n\
+         bridge_prefix = \"tg{n}b-\"\nveth_prefix = \"tg{n}v-\"\nip_forward = false\n\
+         idle_bridge_seconds = 0\nport_pool_start = {port}\nport_pool_size = 50\n\
+         dns_servers = [\"192.0.2.53\"]\n",
+        third = n * 4,
+        pid = std::process::id(),
+        port = 42000 + n * 50,
+    )
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         // Destroy what is left through the API, then stop the daemon.
@@ -114,6 +133,12 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        let _ = Command::new(GARDEND)
+            .arg("--config")
+            .arg(self.dir.path().join("garden.toml"))
+            .arg("--teardown-network")
+            .stderr(Stdio::null())
+            .status();
         if std::thread::panicking() {
             eprintln!("--- gardend log ---\n{}", self.log());
         }

@@ -42,6 +42,8 @@ pub struct Daemon {
     child: Option<Child>,
     client: Client,
     keep_dir: bool,
+    /// For `--teardown-network` at the end.
+    gardend: PathBuf,
 }
 
 impl Daemon {
@@ -67,6 +69,7 @@ impl Daemon {
             runtime: bins.runtime.clone(),
             child: None,
             keep_dir,
+            gardend: bins.gardend.clone(),
         };
         // create_dir (not create_dir_all) fails if the name is taken.
         fs::create_dir(&daemon.dir)
@@ -98,7 +101,12 @@ impl Daemon {
              [runtime]\nbinary = \"{runtime}\"\nstate_root = \"{state}\"\ncgroup_parent = \"{name}\"\n\
              [images]\nstore = \"{d}/images\"\n\
              [disk]\nkind = \"loop\"\nroot = \"{d}/volumes\"\n\
-             [containers]\nstop_timeout = \"2s\"\n",
+             [containers]\nstop_timeout = \"2s\"\n\
+             [network]\npool = \"10.251.0.0/22\"\ntable = \"gdbench{pid}\"\n\
+             bridge_prefix = \"gbb-\"\nveth_prefix = \"gbv-\"\nip_forward = false\n\
+             port_pool_start = 44000\nport_pool_size = 1000\n\
+             dns_servers = [\"192.0.2.53\"]\n",
+            pid = std::process::id(),
             runtime = self.runtime.display(),
             state = self.state_root.display(),
             name = self.name,
@@ -240,6 +248,12 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::process::Command::new(&self.gardend)
+            .arg("--config")
+            .arg(self.dir.join("garden.toml"))
+            .arg("--teardown-network")
+            .stderr(std::process::Stdio::null())
+            .status();
         self.force_delete_leftovers();
         let mounted = unmount_under(&[&self.dir, &self.state_root]);
         self.remove_cgroups();

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 /// The daemon's phases, in report order (`<name>_us` in the log line).
-pub const PHASES: [&str; 5] = ["total", "image", "volume", "rootfs", "runtime"];
+pub const PHASES: [&str; 6] = ["total", "image", "volume", "rootfs", "runtime", "network"];
 
 /// Milliseconds per phase of every wanted create, in [`PHASES`] order.
 pub type Phases = [Vec<f64>; PHASES.len()];
@@ -78,7 +78,7 @@ mod tests {
         let log = dir.join("log");
         let line = |h: &str, total: u64| {
             format!(
-                r#"{{"level":"INFO","fields":{{"message":"container created","handle":"{h}","total_us":{total},"image_us":1000,"volume_us":2000,"rootfs_us":3000,"runtime_us":4000}}}}"#
+                r#"{{"level":"INFO","fields":{{"message":"container created","handle":"{h}","total_us":{total},"image_us":1000,"volume_us":2000,"rootfs_us":3000,"runtime_us":4000,"network_us":500}}}}"#
             )
         };
         let text = [

@@ -24,6 +24,11 @@ struct Cli {
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Remove garden's container networks and nft table, then exit (a
+    /// host that stops running containers; tests). Destroy the containers
+    /// first: their networks go with them.
+    #[arg(long)]
+    teardown_network: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -110,7 +115,19 @@ fn run(cli: &Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if cli.teardown_network {
+        return rt.block_on(teardown_network(config));
+    }
     rt.block_on(serve(config))
+}
+
+async fn teardown_network(config: Config) -> Result<()> {
+    let (network, _) =
+        garden_net::Network::open(config.network.clone(), &config.network_state_dir())
+            .await
+            .context("opening the network")?;
+    network.teardown().await.context("tearing down")?;
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<()> {
