@@ -130,8 +130,16 @@ impl Garden {
              [runtime]\nbinary = \"{runc}\"\nstate_root = \"{p}/runc\"\ncgroup_parent = \"{cgroup_parent}\"\n\
              [images]\nstore = \"{p}/images\"\n\
              [disk]\nkind = \"loop\"\nroot = \"{p}/volumes\"\n\
-             [containers]\nstop_timeout = \"2s\"\n",
+             [containers]\nstop_timeout = \"2s\"\n\
+             [network]\npool = \"10.252.{third}.0/22\"\ntable = \"extest{pid}n{m}\"\n\
+             bridge_prefix = \"te{m}b-\"\nveth_prefix = \"te{m}v-\"\nip_forward = false\n\
+             idle_bridge_seconds = 0\nport_pool_start = {port}\nport_pool_size = 50\n\
+             dns_servers = [\"192.0.2.53\"]\n",
             runc = runc.display(),
+            third = (n % 64) * 4,
+            m = n % 64,
+            pid = std::process::id(),
+            port = 43000 + (n % 64) * 50,
         );
         std::fs::write(dir.path().join("garden.toml"), config).expect("config");
         let log = std::fs::File::create(dir.path().join("gardend.log")).expect("log");
@@ -227,6 +235,13 @@ impl Drop for Garden {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The daemon's nft table and links go too.
+        let _ = Command::new(garden_binaries().0)
+            .arg("--config")
+            .arg(self.dir.path().join("garden.toml"))
+            .arg("--teardown-network")
+            .stderr(Stdio::null())
+            .status();
         if std::thread::panicking() {
             eprintln!("--- gardend log ---\n{}", self.log());
         }
