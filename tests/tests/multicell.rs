@@ -32,6 +32,16 @@ fn answer(r: &Running) -> String {
     out
 }
 
+/// `(address, port)` of `running`, sorted.
+fn endpoints(running: &[Running]) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = running
+        .iter()
+        .map(|r| (r.address.clone(), r.port))
+        .collect();
+    out.sort();
+    out
+}
+
 fn on_cell(running: &[Running], cell_id: &str) -> usize {
     running.iter().filter(|r| r.cell_id == cell_id).count()
 }
@@ -96,6 +106,7 @@ async fn lrp_spreads_over_cells_and_recovers_from_a_lost_cell() {
     for id in &ids {
         assert_eq!(on_cell(&running, id), 2, "not 2/2: {running:?}");
     }
+    assert_eq!(ctl.routes(&diego_guid).await, endpoints(&running));
     for r in &running {
         assert_eq!(
             answer(r).trim(),
@@ -131,6 +142,8 @@ async fn lrp_spreads_over_cells_and_recovers_from_a_lost_cell() {
         );
     }
     assert_eq!(cells[1].containers().await.len(), 4);
+    // The lost cell's instances left the routing table with their records.
+    assert_eq!(ctl.routes(&diego_guid).await, endpoints(&running));
 
     // Scale down: the extras stop and leave the survivor's garden.
     ctl.scale(&process, 2).await;

@@ -145,6 +145,28 @@ impl Ctl {
             .collect()
     }
 
+    /// `(address, port)` of every routable instance of `diego_guid`, as
+    /// the routing table (`GET /internal/v1/routes`) lists them.
+    pub async fn routes(&self, diego_guid: &str) -> Vec<(String, u16)> {
+        let bbs = self
+            .controller()
+            .state
+            .bbs
+            .clone()
+            .expect("diego scheduler");
+        let table = tokio::task::spawn_blocking(move || bbs.routing_table())
+            .await
+            .expect("join")
+            .expect("routing table");
+        let mut out: Vec<(String, u16)> = table
+            .into_iter()
+            .filter(|r| r.process_guid == diego_guid)
+            .map(|r| (r.address, r.port))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Stops the controller's server and scheduler.
     pub async fn stop(mut self) {
         if let Some(c) = self.ctl.take() {
