@@ -16,13 +16,15 @@ use controller_lite::scheduler::{BlobLocation, DesiredLrp, HealthCheck, Schedule
 use controller_lite::server::{self, Controller};
 use sha2::{Digest, Sha256};
 
+use super::binary;
+
 /// The stack the cells offer (their busybox rootfs) and apps ask for.
 pub const STACK: &str = "cflinuxfs4";
 
 /// A running controller; shut down on [`Ctl::stop`] (or with the runtime).
 pub struct Ctl {
     ctl: Option<Controller>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub base: String,
 }
 
@@ -47,12 +49,13 @@ impl Ctl {
              convergence_interval_secs = {convergence_secs}\n",
             dir.path().join("data").display()
         );
+        std::fs::write(dir.path().join("controller.toml"), &text).expect("config file");
         let config = Config::parse(&text).expect("controller config");
         let ctl = server::start(config).await.expect("controller start");
         let base = ctl.state.base_url.clone();
         Ctl {
             ctl: Some(ctl),
-            _dir: dir,
+            dir,
             base,
         }
     }
@@ -65,14 +68,26 @@ impl Ctl {
         self.controller().state.scheduler.clone()
     }
 
-    /// Issues `cell_id`'s own internal-API key (`controller-lite cell-key`).
+    /// Issues `cell_id`'s own internal-API key with `controller-lite
+    /// cell-key` on this controller's configuration (it works while the
+    /// controller runs).
     pub async fn cell_key(&self, cell_id: &str) -> String {
-        let db = self.controller().state.db.clone();
-        let id = cell_id.to_owned();
-        tokio::task::spawn_blocking(move || controller_lite::cells::issue_key(&db, &id))
+        let out = tokio::process::Command::new(binary("controller-lite", "controller-lite"))
+            .args(["cell-key", "--config"])
+            .arg(self.dir.path().join("controller.toml"))
+            .arg(cell_id)
+            .output()
             .await
-            .expect("join")
-            .expect("cell key")
+            .expect("run controller-lite cell-key");
+        assert!(
+            out.status.success(),
+            "controller-lite cell-key {cell_id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).expect("utf-8 key");
+        let key = key.trim().to_owned();
+        assert!(!key.is_empty(), "no key printed for {cell_id}");
+        key
     }
 
     /// Cells with a live presence.
