@@ -109,21 +109,8 @@ impl Garden {
         steps.depot = true;
 
         let uri = image_uri(spec, &inner.config)?;
-        let mapping = if spec.privileged {
-            IdMapping::Identity
-        } else {
-            IdMapping::Shifted {
-                root_host_uid: inner.maximus,
-                root_host_gid: inner.maximus,
-            }
-        };
-        let creds =
-            (!spec.image.username.is_empty() || !spec.image.password.is_empty()).then(|| {
-                garden_image::Credentials {
-                    username: spec.image.username.clone(),
-                    password: spec.image.password.clone(),
-                }
-            });
+        let mapping = id_mapping(spec.privileged, inner.maximus);
+        let creds = credentials(&spec.image);
         // Never stored: the record keeps the reference only.
         spec.image.password.clear();
         let t = std::time::Instant::now();
@@ -303,6 +290,29 @@ fn image_uri(spec: &ContainerSpec, config: &super::Config) -> Result<String, Dae
             what: "image",
             message: "no image.uri given and no images.default_rootfs configured".into(),
         })
+}
+
+/// How image files are owned for a container whose root is `root_host_id`
+/// on the host (privileged containers see the image as it is).
+pub(super) fn id_mapping(privileged: bool, root_host_id: u32) -> IdMapping {
+    if privileged {
+        IdMapping::Identity
+    } else {
+        IdMapping::Shifted {
+            root_host_uid: root_host_id,
+            root_host_gid: root_host_id,
+        }
+    }
+}
+
+/// Registry credentials of an image reference, if it has any.
+pub(super) fn credentials(
+    image: &garden_api::types::ImageRef,
+) -> Option<garden_image::Credentials> {
+    (!image.username.is_empty() || !image.password.is_empty()).then(|| garden_image::Credentials {
+        username: image.username.clone(),
+        password: image.password.clone(),
+    })
 }
 
 pub(super) fn disk_limits(spec: &ContainerSpec) -> garden_disk::DiskLimits {

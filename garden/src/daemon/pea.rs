@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use garden_api::types::{ContainerSpec, ProcessSpec};
-use garden_image::IdMapping;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::container::Container;
-use super::create::{blocking, random_hex};
+use super::create::{blocking, credentials, id_mapping, random_hex};
 use super::depot::Record;
 use super::files::User;
 use super::process::{process_json, Defaults};
@@ -68,21 +67,8 @@ impl Garden {
     ) -> Result<(), DaemonError> {
         let inner = &self.inner;
         let privileged = record.spec.privileged;
-        let mapping = if privileged {
-            IdMapping::Identity
-        } else {
-            IdMapping::Shifted {
-                root_host_uid: record.root_host_id,
-                root_host_gid: record.root_host_id,
-            }
-        };
-        let creds =
-            (!spec.image.username.is_empty() || !spec.image.password.is_empty()).then(|| {
-                garden_image::Credentials {
-                    username: spec.image.username.clone(),
-                    password: spec.image.password.clone(),
-                }
-            });
+        let mapping = id_mapping(privileged, record.root_host_id);
+        let creds = credentials(&spec.image);
         let image = inner.images.pull(&spec.image.uri, creds, &mapping).await?;
         inner.images.acquire(&image, &pea.runtime_id)?;
         let disk = inner.disk.clone();
@@ -164,18 +150,20 @@ impl Garden {
             tracing::warn!(pea = id, error = %e, "deleting the sidecar's container");
         }
         let rootfs = dir.join(PEA_BUNDLE).join("rootfs");
-        match blocking(move || super::rootfs::unmount(&rootfs)).await {
-            Ok(Err(e)) => tracing::warn!(pea = id, error = %e, "unmounting the sidecar's rootfs"),
-            Err(e) => tracing::warn!(pea = id, error = %e, "unmounting the sidecar's rootfs"),
-            Ok(Ok(())) => {}
-        }
+        let r = blocking(move || super::rootfs::unmount(&rootfs)).await;
+        warn_failed(
+            &id,
+            "unmounting the sidecar's rootfs",
+            r.and_then(|r| Ok(r?)),
+        );
         let disk = inner.disk.clone();
         let v = id.clone();
-        match blocking(move || disk.destroy(&v)).await {
-            Ok(Err(e)) => tracing::warn!(pea = id, error = %e, "destroying the sidecar's volume"),
-            Err(e) => tracing::warn!(pea = id, error = %e, "destroying the sidecar's volume"),
-            Ok(Ok(())) => {}
-        }
+        let r = blocking(move || disk.destroy(&v)).await;
+        warn_failed(
+            &id,
+            "destroying the sidecar's volume",
+            r.and_then(|r| Ok(r?)),
+        );
         if let Err(e) = inner.images.release(&id) {
             tracing::warn!(pea = id, error = %e, "releasing the sidecar's image");
         }
@@ -214,6 +202,13 @@ impl Garden {
             }
         }
         ids
+    }
+}
+
+/// Removal goes on past a failing step; the failure is logged.
+fn warn_failed(pea: &str, step: &str, result: Result<(), DaemonError>) {
+    if let Err(e) = result {
+        tracing::warn!(pea, error = %e, "{step}");
     }
 }
 
