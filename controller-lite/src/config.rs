@@ -32,6 +32,9 @@
 //! sweep_interval_secs = 5
 //! memory_mb = 1024
 //! disk_mb = 4096
+//! # lifecycle_dir = "/usr/local/bin"   # lifecycle-builder, lifecycle-docker-builder
+//! #                                   # (default: beside the controller-lite binary)
+//! # insecure_docker_registries = ["registry.local:5000"]   # plain http or unverified TLS
 //!
 //! [tasks]
 //! timeout_secs = 86400       # a run-task task still running after this fails
@@ -232,6 +235,11 @@ pub struct StagingConfig {
     pub memory_mb: u64,
     /// Disk of a staging task.
     pub disk_mb: u64,
+    /// Directory of the lifecycle binaries cells get for staging
+    /// (default: the directory of the running executable).
+    pub lifecycle_dir: Option<PathBuf>,
+    /// Registries docker staging may reach over plain HTTP or unverified TLS.
+    pub insecure_docker_registries: Vec<String>,
 }
 
 /// App task settings.
@@ -328,6 +336,8 @@ impl Default for StagingConfig {
             sweep_interval_secs: 5,
             memory_mb: 1024,
             disk_mb: 4096,
+            lifecycle_dir: None,
+            insecure_docker_registries: Vec::new(),
         }
     }
 }

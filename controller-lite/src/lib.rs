@@ -18,6 +18,7 @@ pub mod blobstore;
 pub mod cells;
 pub mod config;
 pub mod db;
+pub mod lifecycles;
 pub mod logcache;
 pub mod lrps;
 pub mod manifest;

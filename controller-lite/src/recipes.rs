@@ -265,6 +265,46 @@ fn upload(artifact: &str, from: &str, to: &str) -> Action {
     })
 }
 
+/// Where staging lifecycles are extracted.
+pub const LIFECYCLE_DIR: &str = "/tmp/lifecycle";
+
+/// The lifecycle bundle into [`LIFECYCLE_DIR`], cached on the cell by its
+/// checksum (a new lifecycle is a new key).
+fn lifecycle_download(blob: &BlobLocation) -> Action {
+    let cache_key = if blob.sha256.is_empty() {
+        String::new()
+    } else {
+        format!("lifecycle-{}", blob.sha256)
+    };
+    let mut action = download("lifecycle", blob, LIFECYCLE_DIR, cache_key);
+    if let Action::Download(d) = &mut action {
+        if blob.sha256.is_empty() {
+            d.checksum_algorithm.clear();
+        }
+    }
+    action
+}
+
+fn docker_staging(image: &str, lifecycle: Option<&BlobLocation>, insecure: &[String]) -> Action {
+    let mut args = vec![
+        format!("-dockerRef={image}"),
+        "-outputMetadataJSONFilename=/tmp/result.json".into(),
+    ];
+    if !insecure.is_empty() {
+        args.push(format!("-insecureDockerRegistries={}", insecure.join(",")));
+    }
+    let run = Action::Run(RunAction {
+        path: DOCKER_BUILDER.into(),
+        args,
+        log_source: "STG".into(),
+        ..RunAction::default()
+    });
+    match lifecycle {
+        Some(l) => serial(vec![lifecycle_download(l), run]),
+        None => run,
+    }
+}
+
 fn buildpack_staging(action: &TaskAction) -> Option<Action> {
     let TaskAction::BuildpackStaging {
         package,
@@ -272,11 +312,13 @@ fn buildpack_staging(action: &TaskAction) -> Option<Action> {
         buildpack_cache,
         droplet_upload_url,
         buildpack_cache_upload_url,
+        lifecycle,
     } = action
     else {
         return None;
     };
     let mut downloads = vec![download("app package", package, "/tmp/app", String::new())];
+    downloads.extend(lifecycle.as_ref().map(lifecycle_download));
     for bp in buildpacks {
         if let Some(blob) = &bp.blob {
             let cache_key = format!("buildpack-{}", bp.key);
@@ -331,17 +373,13 @@ pub fn task_definition(
             buildpack_staging(&task.action).unwrap_or_else(|| serial(Vec::new())),
             true,
         ),
-        TaskAction::DockerStaging { image } => (
+        TaskAction::DockerStaging {
+            image,
+            lifecycle,
+            insecure_registries,
+        } => (
             rootfs(task.stack.as_deref(), None, default_stack),
-            Action::Run(RunAction {
-                path: DOCKER_BUILDER.into(),
-                args: vec![
-                    format!("-dockerRef={image}"),
-                    "-outputMetadataJSONFilename=/tmp/result.json".into(),
-                ],
-                log_source: "STG".into(),
-                ..RunAction::default()
-            }),
+            docker_staging(image, lifecycle.as_ref(), insecure_registries),
             false,
         ),
         TaskAction::Run {
@@ -534,6 +572,7 @@ mod tests {
                 droplet_upload_url: "http://ctl/internal/v1/staging/build-1/droplet".into(),
                 buildpack_cache_upload_url:
                     "http://ctl/internal/v1/staging/build-1/buildpack_cache".into(),
+                lifecycle: Some(blob("lifecycles")),
             },
             deadline: 0,
         };
@@ -552,7 +591,17 @@ mod tests {
         else {
             panic!("downloads, builder, uploads: {:?}", steps.actions)
         };
-        assert_eq!(downloads.actions.len(), 3);
+        assert_eq!(downloads.actions.len(), 4);
+        let lifecycle = downloads
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Download(d) if d.to == LIFECYCLE_DIR => Some(d),
+                _ => None,
+            })
+            .expect("the lifecycle is downloaded");
+        assert_eq!(lifecycle.cache_key, "lifecycle-lifecycles-sha256");
+        assert_eq!(lifecycle.checksum_value, "lifecycles-sha256");
         assert_eq!(builder.path, BUILDER);
         assert!(builder
             .args
@@ -563,5 +612,36 @@ mod tests {
         };
         assert_eq!(droplet.from, "/tmp/droplet");
         assert!(droplet.to.ends_with("/droplet"));
+    }
+
+    #[test]
+    fn docker_staging_fetches_the_lifecycle_then_runs_it() {
+        let action = docker_staging(
+            "registry.local:5000/app:1",
+            Some(&blob("lifecycles")),
+            &["registry.local:5000".into()],
+        );
+        let Action::Serial(steps) = action else {
+            panic!("serial")
+        };
+        let [Action::Download(get), Action::Run(run)] = steps.actions.as_slice() else {
+            panic!("download, run: {:?}", steps.actions)
+        };
+        assert_eq!(get.to, LIFECYCLE_DIR);
+        assert_eq!(run.path, DOCKER_BUILDER);
+        assert_eq!(
+            run.args,
+            [
+                "-dockerRef=registry.local:5000/app:1",
+                "-outputMetadataJSONFilename=/tmp/result.json",
+                "-insecureDockerRegistries=registry.local:5000",
+            ]
+        );
+        let mut missing = blob("lifecycles");
+        missing.sha256.clear();
+        let Action::Download(d) = lifecycle_download(&missing) else {
+            panic!("download")
+        };
+        assert!(d.checksum_algorithm.is_empty() && d.cache_key.is_empty());
     }
 }

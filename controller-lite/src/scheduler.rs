@@ -77,11 +77,21 @@ pub enum TaskAction {
         droplet_upload_url: String,
         /// Where to POST the new buildpack cache tgz.
         buildpack_cache_upload_url: String,
+        /// The buildpack lifecycle bundle (`builder`), extracted into
+        /// `/tmp/lifecycle`.
+        #[serde(default)]
+        lifecycle: Option<BlobLocation>,
     },
     /// Docker staging (REFERENCE §4): fetch the image config.
     DockerStaging {
         /// Image reference.
         image: String,
+        /// The docker lifecycle bundle (`docker-builder`).
+        #[serde(default)]
+        lifecycle: Option<BlobLocation>,
+        /// Registries reached over plain HTTP or unverified TLS.
+        #[serde(default)]
+        insecure_registries: Vec<String>,
     },
     /// A one-off command in the app's droplet.
     Run {

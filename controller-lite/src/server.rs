@@ -18,6 +18,7 @@ use crate::bbs;
 use crate::blobstore::{BlobError, BlobKind, Blobstore, FsBlobstore};
 use crate::config::{Config, SchedulerKind};
 use crate::db::{jobs, orgs, packages, users, Db, DbError};
+use crate::lifecycles;
 use crate::logcache::LogCache;
 use crate::lrps;
 use crate::scheduler::{RecordingScheduler, Scheduler};
@@ -51,6 +52,9 @@ pub enum ServerError {
     /// Syncing LRPs at start failed.
     #[error(transparent)]
     Lrp(#[from] lrps::LrpError),
+    /// A lifecycle bundle could not be built.
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycles::LifecycleError),
 }
 
 /// A running controller.
@@ -230,6 +234,12 @@ fn build_state(
             "failed work interrupted by a restart"
         );
     }
+    let lifecycle_dir = config
+        .staging
+        .lifecycle_dir
+        .clone()
+        .unwrap_or_else(lifecycles::default_dir);
+    let lifecycles = lifecycles::prepare(&lifecycle_dir, &data.join("lifecycles"))?;
     let removed = collect_garbage(&db, blobs.as_ref())?;
     if removed > 0 {
         tracing::info!(removed, "removed blobs nothing refers to");
@@ -254,6 +264,8 @@ fn build_state(
         memory_mb: i64::try_from(config.staging.memory_mb).unwrap_or(1024),
         disk_mb: i64::try_from(config.staging.disk_mb).unwrap_or(4096),
         base_url: base_url.clone(),
+        lifecycles: Arc::new(lifecycles),
+        insecure_docker_registries: config.staging.insecure_docker_registries.clone(),
     };
     let staging = Arc::new(Staging::new(
         db.clone(),

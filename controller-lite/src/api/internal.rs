@@ -19,12 +19,14 @@ use crate::blobstore::BlobKind;
 use crate::cells::{self, CellIdentity};
 use crate::db::packages;
 use crate::db::scheduler::ActualLrp;
+use crate::lifecycles;
 use crate::logcache::NewLine;
 use crate::staging::{Completion, TaskOutcome};
 
 pub(super) fn routes(upload_limit: usize) -> Router<Shared> {
     Router::new()
         .route("/internal/v1/blobs/{kind}/{sha256}", get(download))
+        .route("/internal/v1/lifecycles/{name}", get(lifecycle))
         .route(
             "/internal/v1/staging/{build}/droplet",
             post(upload_droplet).layer(DefaultBodyLimit::max(upload_limit)),
@@ -109,6 +111,29 @@ async fn download(
     })
     .await?;
     Ok(stream_file(file, "application/octet-stream", size))
+}
+
+/// A staging lifecycle bundle (`buildpack.tgz`, `docker.tgz`).
+async fn lifecycle(
+    State(s): State<Shared>,
+    _i: Internal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let kind = lifecycles::Kind::from_name(&name).ok_or(ApiError::NotFound("Lifecycle"))?;
+    let bundle = match s.staging.lifecycles().get(kind) {
+        Ok(b) => b.clone(),
+        Err(why) => {
+            tracing::warn!(
+                lifecycle = kind.name(),
+                why,
+                "a cell asked for a missing lifecycle"
+            );
+            return Err(ApiError::NotFound("Lifecycle"));
+        }
+    };
+    let file = std::fs::File::open(&bundle.path)
+        .map_err(|e| ApiError::Internal(format!("lifecycle {}: {e}", bundle.path.display())))?;
+    Ok(stream_file(file, "application/gzip", bundle.size))
 }
 
 async fn store(

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::blobstore::{BlobError, BlobKind, Blobstore};
 use crate::db::builds::{self, Build};
 use crate::db::{apps, buildpacks, packages, scheduler as rows, tasks, Db, DbError, StoredBlob};
+use crate::lifecycles::{self, Lifecycles};
 use crate::logcache::LogCache;
 use crate::scheduler::{
     BlobLocation, BuildpackSpec, Scheduler, SchedulerError, TaskAction, TaskDefinition,
@@ -124,6 +125,10 @@ pub struct StagingSettings {
     pub disk_mb: i64,
     /// Base URL for blob download and upload links.
     pub base_url: String,
+    /// The lifecycle bundles cells download for staging.
+    pub lifecycles: Arc<Lifecycles>,
+    /// Registries docker staging reaches without verified TLS.
+    pub insecure_docker_registries: Vec<String>,
 }
 
 /// Staging orchestration.
@@ -165,6 +170,11 @@ impl Staging {
         }
     }
 
+    /// The lifecycle bundles this controller serves.
+    pub fn lifecycles(&self) -> &Lifecycles {
+        &self.settings.lifecycles
+    }
+
     /// The download link and checksums of a blob.
     pub fn location(&self, kind: BlobKind, blob: &StoredBlob) -> BlobLocation {
         BlobLocation {
@@ -178,6 +188,36 @@ impl Staging {
             sha1: blob.sha1.clone(),
             size: blob.size,
         }
+    }
+
+    /// Where cells download the lifecycle of `kind`: with checksums when
+    /// this controller has it; without, the staging log says why and the
+    /// cell's download fails on the 404.
+    fn lifecycle(&self, kind: lifecycles::Kind, app_guid: &str) -> Option<BlobLocation> {
+        let url = format!(
+            "{}/internal/v1/lifecycles/{}.tgz",
+            self.settings.base_url,
+            kind.name()
+        );
+        let (sha256, sha1, size) = match self.settings.lifecycles.get(kind) {
+            Ok(b) => (b.sha256.clone(), b.sha1.clone(), b.size),
+            Err(why) => {
+                self.log(
+                    app_guid,
+                    &format!(
+                        "The {} lifecycle is missing on the controller: {why}",
+                        kind.name()
+                    ),
+                );
+                (String::new(), String::new(), 0)
+            }
+        };
+        Some(BlobLocation {
+            url,
+            sha256,
+            sha1,
+            size,
+        })
     }
 
     /// Writes an STG line; a failure to keep the line does not fail staging.
@@ -313,6 +353,8 @@ impl Staging {
         let action = if docker {
             TaskAction::DockerStaging {
                 image: package.docker_image.clone().unwrap_or_default(),
+                lifecycle: self.lifecycle(lifecycles::Kind::Docker, &app.guid),
+                insecure_registries: self.settings.insecure_docker_registries.clone(),
             }
         } else {
             let blob = package
@@ -335,6 +377,7 @@ impl Staging {
                 buildpack_cache: cache.map(|c| self.location(BlobKind::BuildpackCache, &c)),
                 droplet_upload_url: upload("droplet"),
                 buildpack_cache_upload_url: upload("buildpack_cache"),
+                lifecycle: self.lifecycle(lifecycles::Kind::Buildpack, &app.guid),
             }
         };
         let mut env = app.environment.clone();
@@ -355,7 +398,7 @@ impl Staging {
             env,
             log_source_id: app.guid.clone(),
             log_source_type: STAGING_LOG_SOURCE.into(),
-            result_file: (!docker).then(|| "/tmp/result.json".into()),
+            result_file: Some("/tmp/result.json".into()),
             action,
             deadline: build.staging_deadline,
         })
