@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 
 /// Why a command line was refused.
@@ -13,7 +14,10 @@ pub enum ArgsError {
     /// An argument that is not valid UTF-8.
     #[error("argument {0:?} is not valid UTF-8")]
     NotUtf8(OsString),
-    /// Unknown, missing or malformed flags (clap's message, or its help).
+    /// A flag neither builder defines (Go's flag package's message).
+    #[error("flag provided but not defined: -{0}")]
+    Unknown(String),
+    /// Missing or malformed flags (clap's message, or its help).
     #[error("{0}")]
     Usage(#[from] clap::Error),
 }
@@ -22,7 +26,7 @@ impl ArgsError {
     /// The exit status for this refusal: 0 for `-help`, 2 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ArgsError::NotUtf8(_) => 2,
+            ArgsError::NotUtf8(_) | ArgsError::Unknown(_) => 2,
             ArgsError::Usage(e) => e.exit_code(),
         }
     }
@@ -30,7 +34,7 @@ impl ArgsError {
     /// Prints the message (or the help) where it belongs.
     pub fn print(&self) {
         match self {
-            ArgsError::NotUtf8(_) => eprintln!("error: {self}"),
+            ArgsError::NotUtf8(_) | ArgsError::Unknown(_) => eprintln!("{self}"),
             ArgsError::Usage(e) => {
                 // Nothing to do when stderr is gone.
                 let _ = e.print();
@@ -145,7 +149,19 @@ fn looks_negative_number(arg: &str) -> bool {
 /// Parses a Go-style command line (the program name first).
 pub fn parse<P: Parser>(args: impl IntoIterator<Item = OsString>) -> Result<P, ArgsError> {
     let args = normalise(args)?;
-    Ok(P::try_parse_from(args)?)
+    P::try_parse_from(args).map_err(|e| {
+        let unknown = match (e.kind(), e.get(ContextKind::InvalidArg)) {
+            (ErrorKind::UnknownArgument, Some(ContextValue::String(arg))) => Some(arg.clone()),
+            _ => None,
+        };
+        match unknown {
+            Some(arg) if arg.starts_with('-') => {
+                let name = arg.trim_start_matches('-');
+                ArgsError::Unknown(name.split('=').next().unwrap_or(name).to_string())
+            }
+            _ => ArgsError::Usage(e),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -199,6 +215,8 @@ mod tests {
             let err = parse::<BuilderArgs>(os(&bad)).expect_err("refused");
             assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
+        let unknown = parse::<BuilderArgs>(os(&["b", "-nope=1"])).expect_err("unknown");
+        assert_eq!(unknown.to_string(), "flag provided but not defined: -nope");
         let help = parse::<BuilderArgs>(os(&["b", "-help"])).expect_err("help");
         assert_eq!(help.exit_code(), 0);
     }

@@ -301,6 +301,24 @@ mod tests {
             ["/bin/sh", "-c", "echo 'hi there' && sleep 1"]
         );
 
+        // The shell sees exactly the image's words, even with quotes and `$`.
+        let nasty = ExecutionMetadata {
+            cmd: vec!["a b".into(), "it's".into(), "$HOME `x` \\ \"q\"".into()],
+            ..meta.clone()
+        };
+        let line = nasty.start_command().expect("quote").expect("some");
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {line}"))
+            .output()
+            .expect("sh");
+        let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let expected: Vec<String> = nasty.entrypoint.iter().chain(&nasty.cmd).cloned().collect();
+        assert_eq!(words, expected);
+
         let r = result_of("app:latest".into(), &cfg).expect("result");
         assert_eq!(r.process_types["web"], cmd);
         let v: serde_json::Value = serde_json::from_str(&r.execution_metadata).expect("json");
