@@ -41,6 +41,34 @@ struct ResultBuildpack {
     version: String,
 }
 
+/// The build error of a failed staging task: the buildpack lifecycle's
+/// exit codes (REFERENCE §3) as Cloud Controller names them, anything else
+/// as a staging error with the cell's reason.
+fn staging_error(reason: &str) -> String {
+    let status = reason
+        .rsplit_once("Exited with status ")
+        .and_then(|(_, s)| s.trim().parse::<i32>().ok());
+    match status {
+        Some(222) => {
+            "NoAppDetectedError - An app was not successfully detected by any available buildpack"
+                .into()
+        }
+        Some(223) => {
+            "BuildpackCompileFailed - App staging failed in the buildpack compile phase".into()
+        }
+        Some(224) => {
+            "BuildpackReleaseFailed - App staging failed in the buildpack release phase".into()
+        }
+        Some(225) => {
+            "BuildpackCompileFailed - App staging failed in the buildpack supply phase".into()
+        }
+        Some(226) => {
+            "BuildpackCompileFailed - App staging failed in the buildpack finalize phase".into()
+        }
+        _ => format!("StagingError - Staging error: {reason}"),
+    }
+}
+
 /// Moves a build to STAGED or FAILED inside the completion transaction.
 pub(super) fn complete_build(
     tx: &rusqlite::Transaction<'_>,
@@ -52,9 +80,7 @@ pub(super) fn complete_build(
         Ok(Completion::BuildFailed { error })
     };
     let result = match outcome {
-        TaskOutcome::Failed { reason } => {
-            return fail(tx, format!("StagingError - Staging error: {reason}"))
-        }
+        TaskOutcome::Failed { reason } => return fail(tx, staging_error(reason)),
         TaskOutcome::Succeeded { result } => result,
     };
     let parsed: StagingResult = match serde_json::from_str(result) {
@@ -119,4 +145,23 @@ pub(super) fn complete_build(
     Ok(Completion::BuildStaged {
         droplet_guid: droplet.guid,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::staging_error;
+
+    #[test]
+    fn lifecycle_exit_codes_name_the_phase() {
+        assert!(staging_error("Exited with status 222").starts_with("NoAppDetectedError"));
+        assert!(staging_error("Exited with status 226").contains("finalize phase"));
+        assert_eq!(
+            staging_error("Exited with status 1"),
+            "StagingError - Staging error: Exited with status 1"
+        );
+        assert_eq!(
+            staging_error("insufficient resources: memory"),
+            "StagingError - Staging error: insufficient resources: memory"
+        );
+    }
 }
