@@ -4,6 +4,11 @@
 //! records what failed. A failed commit is not retried here: the record
 //! stays UNCLAIMED with its placement error (a task stays PENDING with a
 //! rejection counted) and convergence auctions it again.
+//!
+//! A task the auction placed nowhere although cells took part fails at
+//! once with the placement error (as Diego's auctioneer does); with no cell
+//! in the auction at all it stays PENDING, bounded by convergence's
+//! pending-task expiry.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -92,14 +97,26 @@ async fn states(bbs: &Arc<Bbs>, cells: &[CellPresence]) -> Vec<CellState> {
     out
 }
 
-/// Failures to record: LRP keys and task guids with their reasons, per cell
-/// (`None`: the auction placed them nowhere).
+/// Who failed a task of the batch.
+enum TaskFailer {
+    /// The auction placed it nowhere, with this many cells taking part.
+    Auction {
+        /// Cells whose state the auction had.
+        cells: usize,
+    },
+    /// The cell it was given refused it (or could not be reached).
+    Cell(String),
+}
+
+/// Failures to record: LRP keys and task guids with their reasons.
 #[derive(Default)]
 struct Failures {
     lrps: Vec<(ActualLrpKey, String)>,
-    tasks: Vec<(Option<String>, String, String)>,
+    tasks: Vec<(TaskFailer, String, String)>,
 }
 
+/// Records what the auction and the cells could not do; answers the tasks
+/// that ended (failed) with their reasons, for the completion path.
 fn record_failures(bbs: &Bbs, f: &Failures) -> Result<Vec<(String, String)>, BbsError> {
     let now = bbs.now();
     let max = bbs.settings.convergence.max_task_rejections;
@@ -114,24 +131,32 @@ fn record_failures(bbs: &Bbs, f: &Failures) -> Result<Vec<(String, String)>, Bbs
             }
         }
         let mut ended = Vec::new();
-        for (cell, guid, reason) in &f.tasks {
+        for (failer, guid, reason) in &f.tasks {
             let Some(mut t) = records::task(tx, guid)? else {
                 continue;
             };
-            let Some(cell) = cell else {
-                // Nowhere to place it: it waits (PENDING) for a cell; the
-                // pending-task expiry of convergence bounds the wait.
-                t.rejection_reason.clone_from(reason);
-                records::put_task(tx, &t)?;
-                continue;
-            };
-            if t.reject(cell, reason, max, now).is_ok() {
-                if t.state == TaskState::Completed {
-                    records::delete_task(tx, guid)?;
-                    ended.push((guid.clone(), t.failure_reason.clone()));
-                } else {
+            let changed = match failer {
+                TaskFailer::Auction { cells: 0 } => {
+                    // No cell took part: it waits (PENDING) for one; the
+                    // pending-task expiry of convergence bounds the wait.
+                    t.rejection_reason.clone_from(reason);
                     records::put_task(tx, &t)?;
+                    continue;
                 }
+                // Cells took part and none could run it: the placement
+                // error says what each lacked, and waiting changes nothing.
+                TaskFailer::Auction { .. } => t.fail(reason, now).is_ok(),
+                TaskFailer::Cell(cell) => t.reject(cell, reason, max, now).is_ok(),
+            };
+            if !changed {
+                continue;
+            }
+            if t.state == TaskState::Completed {
+                tracing::warn!(task_guid = %guid, reason = %t.failure_reason, "task failed: not placed");
+                records::delete_task(tx, guid)?;
+                ended.push((guid.clone(), t.failure_reason.clone()));
+            } else {
+                records::put_task(tx, &t)?;
             }
         }
         Ok(ended)
@@ -224,7 +249,7 @@ async fn commit(
             answer
                 .failed_tasks
                 .into_iter()
-                .map(|(g, r)| (Some(cell_id.clone()), g, r)),
+                .map(|(g, r)| (TaskFailer::Cell(cell_id.clone()), g, r)),
         );
     }
 }
@@ -259,7 +284,10 @@ pub(crate) async fn auction_batch(
         tasks: results
             .failed_tasks
             .iter()
-            .map(|f| (None, f.task.task_guid.clone(), f.error.to_string()))
+            .map(|f| {
+                let failer = TaskFailer::Auction { cells: cells.len() };
+                (failer, f.task.task_guid.clone(), f.error.to_string())
+            })
             .collect(),
     };
     tracing::info!(
