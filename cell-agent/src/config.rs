@@ -367,7 +367,10 @@ impl CellConfig {
         }
     }
 
-    /// The executor's settings.
+    /// The executor's settings. Downloads and uploads to the controller's
+    /// own URLs (blobs, lifecycles, droplet uploads) carry the cell's key
+    /// and trust the controller's CA; a key or CA file that cannot be read
+    /// is left out here, as `rep::run` has already refused to start then.
     pub fn executor_config(&self) -> ExecutorConfig {
         let e = &self.executor;
         let mut config = ExecutorConfig {
@@ -391,6 +394,12 @@ impl CellConfig {
         config.cache_dir = self.state_dir.join("cache");
         config.temp_dir = self.state_dir.join("tmp");
         config.metrics_interval = self.metrics_interval;
+        if let Ok(key) = self.read_cell_key() {
+            config
+                .http_credentials
+                .insert(self.controller_url.clone(), key);
+        }
+        config.http_ca_pem = self.read_controller_ca().ok().flatten();
         config
     }
 
@@ -451,6 +460,21 @@ mod tests {
         let unknown = CellConfig::parse("zonee = \"x\"").expect_err("unknown key");
         assert!(unknown.to_string().contains("zonee"), "{unknown}");
         assert!(CellConfig::parse("cell_id = \"a/b\"").is_err());
+    }
+
+    #[test]
+    fn downloads_from_the_controller_carry_the_cell_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("cell.key");
+        std::fs::write(&key, "k3y\n").expect("key");
+        let c = CellConfig::parse(&format!(
+            "controller_url = \"http://ctl:9022\"\ncell_key_file = \"{}\"\n",
+            key.display()
+        ))
+        .expect("config");
+        let e = c.executor_config();
+        assert_eq!(e.http_credentials["http://ctl:9022"], "k3y");
+        assert!(e.http_ca_pem.is_none());
     }
 
     #[test]

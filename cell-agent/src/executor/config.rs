@@ -54,6 +54,9 @@ pub struct ExecutorConfig {
     /// Bearer tokens for Download and Upload URLs, by origin
     /// (`http://controller:9022`): the controller's internal blob routes.
     pub http_credentials: BTreeMap<String, String>,
+    /// Extra CA certificates (PEM bundle) trusted for downloads and uploads:
+    /// the controller's, when it serves https with a private CA.
+    pub http_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for ExecutorConfig {
@@ -80,6 +83,7 @@ impl Default for ExecutorConfig {
             temp_dir: PathBuf::from("/var/lib/cell-agent/tmp"),
             max_concurrent_downloads: 5,
             http_credentials: BTreeMap::new(),
+            http_ca_pem: None,
         }
     }
 }

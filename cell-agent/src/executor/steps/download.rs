@@ -121,11 +121,15 @@ impl Downloader {
     pub(crate) fn new(config: &ExecutorConfig) -> Result<Self, DownloadError> {
         install_crypto_provider();
         let temp_dir = &config.temp_dir;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(DownloadError::Client)?;
+            .read_timeout(Duration::from_secs(120));
+        if let Some(pem) = &config.http_ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(DownloadError::Client)? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(DownloadError::Client)?;
         std::fs::create_dir_all(temp_dir).map_err(|source| DownloadError::Io {
             path: temp_dir.to_owned(),
             source,
