@@ -4,7 +4,12 @@
 //! running is `started`, ended is `completed` (result or failure reason).
 //! Every ended container is then deleted (its resources freed). Container
 //! metrics go to the controller every metrics interval.
+//!
+//! An end is reported once: after missed events the rep sweeps the
+//! containers, and an end already handled (its `Completed` event may still
+//! be queued behind the sweep) is not reported again ([`EndsReported`]).
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -117,11 +122,18 @@ impl Rep {
                 }
             }
             Event::Completed(c) => self.on_completed(c),
-            Event::Health { .. } | Event::Deleted { .. } => {}
+            // A container of that guid (a Task's is its task guid) may be
+            // created again: its end is news again.
+            Event::Deleted { guid } => super::lock(&self.ends_reported).forget(&guid),
+            Event::Health { .. } => {}
         }
     }
 
     fn on_completed(self: &Arc<Self>, c: Container) {
+        if !super::lock(&self.ends_reported).first_time(&c.guid) {
+            tracing::debug!(guid = %c.guid, "container end already reported");
+            return;
+        }
         let cell_id = self.config.cell_id.as_str();
         let result = c.result.clone().unwrap_or_default();
         if let Some((key, instance)) = lrp_keys(&c, cell_id) {
@@ -172,9 +184,45 @@ impl Rep {
     }
 }
 
+/// The guids of the containers whose end was reported and that are not
+/// deleted yet (the last [`EndsReported::CAPACITY`], in case a `Deleted`
+/// event was missed).
+#[derive(Debug, Default)]
+pub(crate) struct EndsReported {
+    order: VecDeque<String>,
+    guids: HashSet<String>,
+}
+
+impl EndsReported {
+    /// More than the executor's event buffer holds, so an end whose
+    /// `Completed` event is still queued is always remembered.
+    pub(crate) const CAPACITY: usize = 4096;
+
+    /// Remembers `guid`; false when it was already reported.
+    pub(crate) fn first_time(&mut self, guid: &str) -> bool {
+        if !self.guids.insert(guid.to_owned()) {
+            return false;
+        }
+        self.order.push_back(guid.to_owned());
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.guids.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// The container is gone: a new one of that guid ends anew.
+    pub(crate) fn forget(&mut self, guid: &str) {
+        if self.guids.remove(guid) {
+            self.order.retain(|g| g != guid);
+        }
+    }
+}
+
 impl Rep {
     /// After missed events: every ended container is handled as if its
-    /// `Completed` arrived (reported, deleted), every running LRP is
+    /// `Completed` arrived (reported once, deleted), every running LRP is
     /// reported `Running` again (the controller takes repeats).
     async fn sweep(self: &Arc<Self>) {
         for c in self.executor.list() {
@@ -256,5 +304,33 @@ pub(crate) async fn send_metrics(rep: Arc<Rep>, stop: CancellationToken) {
         if let Err(error) = rep.controller.metrics(&rep.config.cell_id, &batch).await {
             tracing::warn!(%error, "container metrics not delivered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndsReported;
+
+    #[test]
+    fn an_end_is_reported_once_until_its_container_is_deleted() {
+        let mut ends = EndsReported::default();
+        assert!(ends.first_time("a"));
+        assert!(!ends.first_time("a"), "the sweep's repeat is skipped");
+        assert!(ends.first_time("b"));
+        ends.forget("a");
+        assert!(ends.first_time("a"), "a new container of the same guid");
+        ends.forget("unknown");
+        assert!(!ends.first_time("b"));
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut ends = EndsReported::default();
+        for i in 0..=EndsReported::CAPACITY {
+            assert!(ends.first_time(&i.to_string()));
+        }
+        assert_eq!(ends.guids.len(), EndsReported::CAPACITY);
+        assert!(ends.first_time("0"), "the oldest was let go");
+        assert!(!ends.first_time(&EndsReported::CAPACITY.to_string()));
     }
 }

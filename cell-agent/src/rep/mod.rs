@@ -107,6 +107,8 @@ pub struct Rep {
     presence: Mutex<PresenceStatus>,
     outbox: Outbox,
     crashes: Mutex<VecDeque<CrashRecord>>,
+    /// Containers whose end went out (not reported twice after a sweep).
+    ends_reported: Mutex<events::EndsReported>,
     /// Container guid → `log guid/instance` of its log lines.
     log_keys: Mutex<BTreeMap<String, String>>,
     /// `log guid/instance` → its last lines.
@@ -215,6 +217,7 @@ pub async fn run(mut config: CellConfig) -> Result<Shutdown, RepError> {
         presence: Mutex::new(PresenceStatus::default()),
         outbox: Outbox::new(10_000),
         crashes: Mutex::new(VecDeque::new()),
+        ends_reported: Mutex::new(events::EndsReported::default()),
         log_keys: Mutex::new(BTreeMap::new()),
         recent_logs: Mutex::new(BTreeMap::new()),
         started_at: SystemTime::now(),

@@ -239,6 +239,43 @@ fn ordinary(conn: &Connection, key: &diego::models::ActualLrpKey) -> Result<Actu
         .ok_or_else(|| BbsError::UnknownInstance(key.clone()))
 }
 
+/// The ORDINARY record a crash report of `instance` applies to, or `None`
+/// when the report changes nothing: the slot is gone, or it is no longer
+/// held by that instance (the crash was already counted, which cleared the
+/// holder, or the index restarted as another instance). A repeat report
+/// (a rep's sweep after missed events, a retried call) is so acknowledged
+/// and never counted twice. A SUSPECT or EVACUATING stand-in held by the
+/// instance goes (its container ended; the cell deletes it): it no longer
+/// serves, and its replacement is on the way.
+fn crashed_holder(
+    conn: &Connection,
+    key: &diego::models::ActualLrpKey,
+    instance: &diego::models::ActualLrpInstanceKey,
+) -> Result<Option<ActualLrp>, BbsError> {
+    for presence in [Presence::Suspect, Presence::Evacuating] {
+        if let Some(old) = records::actual(conn, &key.process_guid, key.index, presence)? {
+            if old.instance_key.as_ref() == Some(instance) {
+                tracing::info!(process_guid = %key.process_guid, index = key.index, %presence, "stand-in instance crashed; record removed");
+                records::delete_actual(conn, key, presence)?;
+            }
+        }
+    }
+    let current = records::actual(conn, &key.process_guid, key.index, Presence::Ordinary)?;
+    match current {
+        Some(r) if r.instance_key.as_ref() == Some(instance) => Ok(Some(r)),
+        other => {
+            tracing::info!(
+                process_guid = %key.process_guid,
+                index = key.index,
+                instance = %instance,
+                state = ?other.map(|r| r.state),
+                "crash of an instance the record does not hold; nothing to change"
+            );
+            Ok(None)
+        }
+    }
+}
+
 fn advance(
     conn: &Connection,
     process_guid: &str,
@@ -288,7 +325,9 @@ fn apply_event(conn: &Connection, event: &LrpEvent, now: Timestamp) -> Result<Ef
             instance,
             reason,
         } => {
-            let mut r = ordinary(conn, key)?;
+            let Some(mut r) = crashed_holder(conn, key, instance)? else {
+                return Ok(fx);
+            };
             let outcome = r.crash(instance, reason, now)?;
             records::put_actual(conn, &r)?;
             tracing::warn!(process_guid = %key.process_guid, index = key.index, reason, crash_count = r.crash_count, ?outcome, "instance crashed");
