@@ -71,13 +71,23 @@ async fn send(ctl: &Ctl, cell: &str, events: Vec<LrpEvent>) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the auction a restart queued (no cell: it records a placement
-/// error), so the record stops changing.
+/// Waits for the auctions restarts queued (no cell: each records a
+/// placement error), until the record stops changing.
 async fn placement_settled(bbs: &Arc<Bbs>) -> Result<()> {
     eventually(Duration::from_secs(5), "the placement error", || async {
         Ok(!ordinary(bbs).await?.placement_error.is_empty())
     })
-    .await
+    .await?;
+    let mut last = ordinary(bbs).await?;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = ordinary(bbs).await?;
+        if now == last {
+            return Ok(());
+        }
+        last = now;
+    }
+    anyhow::bail!("the record kept changing: {last:?}")
 }
 
 /// Delivers `events` and checks the ORDINARY record is exactly as before.

@@ -7,6 +7,13 @@
 //! generations together keep `target − running_new` instances. An old
 //! instance therefore stops only once a new one is RUNNING, and at least
 //! N − 1 (in fact N, when all were running) instances keep serving.
+//!
+//! The rule holds both ways: when a new instance stops running (it
+//! crashed after becoming healthy), the old generations grow back, up to
+//! their own target, so a new version that keeps crashing never wears the
+//! old one down. The rollout then waits (the new generation keeps one
+//! instance more than it runs, restarted by the crash back-off) until the
+//! new version runs or is replaced.
 
 use diego::models::{ActualLrp, ActualLrpKey, ActualLrpState, Presence, Timestamp};
 use rusqlite::Connection;
@@ -116,7 +123,9 @@ pub(crate) fn advance(
     set_instances(conn, &mut active, want_new, now, &mut fx)?;
     let mut allowed_old = target.saturating_sub(running_new);
     for mut g in gens {
-        let keep = g.desired.instances.min(allowed_old);
+        // Its own target, not what it runs now: an instance retired for a
+        // new one that crashed since comes back.
+        let keep = g.target_instances.min(allowed_old);
         allowed_old -= keep;
         if keep == 0 {
             remove_generation(conn, &g.desired.process_guid, &mut fx)?;

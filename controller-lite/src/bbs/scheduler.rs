@@ -85,7 +85,11 @@ fn legacy(r: &Record, bbs: &Bbs) -> ActualLrp {
 }
 
 /// Per index below the target, the record to show: a RUNNING one of any
-/// generation first (the newest), else the active generation's.
+/// generation first (the newest), else the active generation's. During a
+/// rolling restart the active generation's records hidden behind an old
+/// RUNNING one (a new instance starting, or CRASHED) follow, under their
+/// generation's own process guid, so a new version that keeps crashing
+/// shows as such.
 fn visible_per_index(conn: &Connection, app_process_guid: &str) -> Result<Vec<Record>, DbError> {
     let gens = records::generations(conn, app_process_guid)?;
     let Some(target) = gens
@@ -99,19 +103,31 @@ fn visible_per_index(conn: &Connection, app_process_guid: &str) -> Result<Vec<Re
     for g in &gens {
         all.extend(records::actuals_of(conn, &g.desired.process_guid)?);
     }
+    let active = gens
+        .iter()
+        .find(|g| !g.retiring)
+        .map(|g| g.desired.process_guid.as_str());
     let mut out = Vec::new();
+    let mut hidden = Vec::new();
     for index in 0..target {
         let here: Vec<&Record> = all.iter().filter(|r| r.key.index == index).collect();
         let running = here
             .iter()
             .find(|r| r.state == ActualLrpState::Running)
             .copied();
-        if let Some(r) = running.or_else(|| visible_record(here.iter().copied())) {
-            let mut r = r.clone();
-            r.key.process_guid = app_process_guid.to_owned();
-            out.push(r);
-        }
+        let Some(shown) = running.or_else(|| visible_record(here.iter().copied())) else {
+            continue;
+        };
+        hidden.extend(here.iter().filter(|r| {
+            Some(r.key.process_guid.as_str()) == active
+                && r.key.process_guid != shown.key.process_guid
+                && r.presence == Presence::Ordinary
+        }));
+        let mut r = shown.clone();
+        r.key.process_guid = app_process_guid.to_owned();
+        out.push(r);
     }
+    out.extend(hidden.into_iter().cloned());
     Ok(out)
 }
 
