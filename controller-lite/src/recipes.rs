@@ -367,11 +367,13 @@ pub fn task_definition(
     task: &TaskDefinition,
     default_stack: &str,
 ) -> Result<d::TaskDefinition, RecipeError> {
-    let (rootfs_value, action, buildpack) = match &task.action {
+    let (rootfs_value, action, launch_env) = match &task.action {
         TaskAction::BuildpackStaging { .. } => (
             rootfs(task.stack.as_deref(), None, default_stack),
             buildpack_staging(&task.action).unwrap_or_else(|| serial(Vec::new())),
-            true,
+            // Staging is not a launch: HOME, TMPDIR and DEPS_DIR of a
+            // droplet do not exist yet.
+            false,
         ),
         TaskAction::DockerStaging {
             image,
@@ -423,7 +425,7 @@ pub fn task_definition(
     let mut out = d::TaskDefinition::new(rootfs_value, action);
     out.memory_mb = mb(task.memory_mb);
     out.disk_mb = mb(task.disk_mb);
-    out.env = app_env(&env, buildpack);
+    out.env = app_env(&env, launch_env);
     out.result_file = task.result_file.clone().unwrap_or_default();
     out.log_guid.clone_from(&task.log_source_id);
     out.log_source.clone_from(&task.log_source_type);
@@ -583,6 +585,11 @@ mod tests {
             .env
             .iter()
             .any(|e| e.name == "CF_STACK" && e.value == "cflinuxfs4"));
+        assert!(
+            !t.env.iter().any(|e| e.name == "TMPDIR" || e.name == "HOME"),
+            "no launch env in staging: {:?}",
+            t.env
+        );
         let Action::Serial(steps) = &t.action else {
             panic!("serial")
         };

@@ -51,6 +51,7 @@ pub trait LogSink: Send + Sync + 'static {
 pub struct ChannelLogSink {
     sender: mpsc::Sender<LogLine>,
     dropped: AtomicU64,
+    accepted: AtomicU64,
 }
 
 impl ChannelLogSink {
@@ -60,6 +61,7 @@ impl ChannelLogSink {
         let sink = Self {
             sender,
             dropped: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
         };
         (sink, receiver)
     }
@@ -68,11 +70,19 @@ impl ChannelLogSink {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Lines taken into the channel so far: a consumer that has handled
+    /// this many has seen every line emitted before the call.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 impl LogSink for ChannelLogSink {
     fn emit(&self, line: LogLine) {
-        if self.sender.try_send(line).is_err() {
+        if self.sender.try_send(line).is_ok() {
+            self.accepted.fetch_add(1, Ordering::SeqCst);
+        } else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

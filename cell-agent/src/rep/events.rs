@@ -160,7 +160,7 @@ impl Rep {
         } else if let Some(guid) = task_guid(&c) {
             // A cancelled task: the controller already completed it.
             if !result.stopped {
-                self.outbox.push(Report::TaskCompleted(
+                let report = Report::TaskCompleted(
                     guid.into(),
                     TaskCompleted {
                         cell_id: cell_id.into(),
@@ -168,7 +168,13 @@ impl Rep {
                         failure_reason: result.failure_reason.clone(),
                         result: result.result.clone(),
                     },
-                ));
+                );
+                // Its output first: staging logs end before the build does.
+                let rep = self.clone();
+                tokio::spawn(async move {
+                    rep.logs_flushed().await;
+                    rep.outbox.push(report);
+                });
             }
         }
         let rep = self.clone();

@@ -3,6 +3,10 @@
 //! within 200 ms), retried with back-off while the controller is away, in
 //! a bounded buffer that drops the oldest lines when full. The last lines
 //! of each container are also kept for `diag container`.
+//!
+//! A task's completion waits (briefly) for its lines to go out first, so a
+//! developer following staging sees the builder's last words before the
+//! controller says the build ended.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use crate::executor::{LogLine, LogStream};
 const BATCH: usize = 500;
 const BUFFER: usize = 10_000;
 const LINGER: Duration = Duration::from_millis(200);
+/// The longest a completion report waits for log lines before it.
+const FLUSH_WAIT: Duration = Duration::from_secs(3);
 
 fn envelope(line: LogLine) -> LogEnvelope {
     LogEnvelope {
@@ -29,6 +35,26 @@ fn envelope(line: LogLine) -> LogEnvelope {
 }
 
 impl Rep {
+    /// Waits until every line the executor emitted before this call has
+    /// been sent to the controller (or dropped), for at most [`FLUSH_WAIT`]:
+    /// a controller that refuses logs must not hold completions back.
+    pub(crate) async fn logs_flushed(&self) {
+        let target = self.log_sink.accepted();
+        let mut done = self.logs_done.subscribe();
+        if tokio::time::timeout(FLUSH_WAIT, done.wait_for(|n| *n >= target))
+            .await
+            .is_err()
+        {
+            tracing::debug!(target, "log lines still in flight; reporting anyway");
+        }
+    }
+
+    /// `n` more lines of the sink are sent or dropped.
+    fn lines_done(&self, n: usize) {
+        self.logs_done
+            .send_modify(|d| *d = d.saturating_add(u64::try_from(n).unwrap_or(u64::MAX)));
+    }
+
     fn keep_recent(&self, line: &LogLine) {
         let key = format!("{}/{}", line.guid, line.source_instance);
         let mut recent = lock(&self.recent_logs);
@@ -81,11 +107,13 @@ pub(crate) async fn forward(
         match rep.controller.logs(&batch).await {
             Ok(()) => {
                 buffer.drain(..batch.len());
+                rep.lines_done(batch.len());
                 backoff = Duration::from_millis(250);
             }
             Err(error) if error.is_permanent() => {
                 tracing::warn!(%error, lines = batch.len(), "controller refused log lines; dropped");
                 buffer.drain(..batch.len());
+                rep.lines_done(batch.len());
             }
             Err(error) => {
                 tracing::debug!(%error, "log lines not delivered; will retry");
@@ -103,6 +131,7 @@ pub(crate) async fn forward(
         }
         while buffer.len() > BUFFER {
             buffer.pop_front();
+            rep.lines_done(1);
             dropped += 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "log buffer full: oldest lines dropped");

@@ -113,6 +113,10 @@ pub struct Rep {
     log_keys: Mutex<BTreeMap<String, String>>,
     /// `log guid/instance` → its last lines.
     recent_logs: Mutex<BTreeMap<String, VecDeque<String>>>,
+    /// The executor's log sink (how many lines it has taken).
+    log_sink: Arc<ChannelLogSink>,
+    /// Lines of the sink the log forwarder is done with (sent or dropped).
+    logs_done: tokio::sync::watch::Sender<u64>,
     started_at: SystemTime,
 }
 
@@ -195,7 +199,8 @@ pub async fn run(mut config: CellConfig) -> Result<Shutdown, RepError> {
     let garden = garden_api::client::Client::unix(&config.garden_socket);
     wait_for_garden(&garden, &config).await?;
     let (sink, log_lines) = ChannelLogSink::new(10_000);
-    let executor = Executor::new(config.executor_config(), garden, Arc::new(sink))?;
+    let log_sink = Arc::new(sink);
+    let executor = Executor::new(config.executor_config(), garden, log_sink.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| RepError::Listen {
@@ -220,6 +225,8 @@ pub async fn run(mut config: CellConfig) -> Result<Shutdown, RepError> {
         ends_reported: Mutex::new(events::EndsReported::default()),
         log_keys: Mutex::new(BTreeMap::new()),
         recent_logs: Mutex::new(BTreeMap::new()),
+        log_sink,
+        logs_done: tokio::sync::watch::Sender::new(0),
         started_at: SystemTime::now(),
         config,
     });

@@ -21,6 +21,9 @@ use super::binary;
 /// The stack the cells offer (their busybox rootfs) and apps ask for.
 pub const STACK: &str = "cflinuxfs4";
 
+/// The password of the controller's `admin` user.
+pub const ADMIN_PASSWORD: &str = "admin-pw";
+
 /// A running controller; shut down on [`Ctl::stop`] (or with the runtime).
 pub struct Ctl {
     ctl: Option<Controller>,
@@ -42,12 +45,21 @@ impl Ctl {
     pub async fn start(ttl_secs: u64, convergence_secs: u64) -> Ctl {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
+        // The staging lifecycles cells download, built beside the tests.
+        let lifecycle_dir = binary("lifecycle", "lifecycle-builder")
+            .parent()
+            .expect("profile dir")
+            .to_owned();
+        binary("lifecycle", "lifecycle-docker-builder");
         let text = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
              [auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
+             [[auth.users]]\nname = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\nadmin = true\n\
+             [staging]\nlifecycle_dir = \"{}\"\nmemory_mb = 256\ndisk_mb = 256\n\
              [scheduler]\nkind = \"diego\"\npresence_ttl_secs = {ttl_secs}\n\
              convergence_interval_secs = {convergence_secs}\n",
-            dir.path().join("data").display()
+            dir.path().join("data").display(),
+            lifecycle_dir.display(),
         );
         std::fs::write(dir.path().join("controller.toml"), &text).expect("config file");
         let config = Config::parse(&text).expect("controller config");
@@ -121,6 +133,25 @@ impl Ctl {
             .await
             .expect("join")
             .expect("scale");
+    }
+
+    /// The diego process guid of app `name`'s web process as it is now
+    /// (a new version after a restart is a new guid).
+    pub async fn web_process(&self, name: &str) -> String {
+        let name = name.to_owned();
+        self.controller()
+            .state
+            .db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT p.guid || '-' || p.version FROM processes p \
+                     JOIN apps a ON a.guid = p.app_guid WHERE a.name = ? AND p.type = 'web'",
+                    [name],
+                    |r| r.get::<_, String>(0),
+                )?)
+            })
+            .await
+            .expect("the app's web process")
     }
 
     /// RUNNING instances of the diego process `diego_guid`, by index.
