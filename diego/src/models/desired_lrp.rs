@@ -9,6 +9,7 @@ use super::action::{Action, EnvVar};
 use super::check::{CheckDefinition, HealthCheckKind};
 use super::record::ModificationTag;
 use super::resource::{PlacementConstraint, Resource};
+use super::security_group::{validate_rules, SecurityGroupError, SecurityGroupRule};
 
 /// Start timeout when none is given (Diego's default).
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,6 +56,16 @@ pub enum DesiredLrpError {
         port: u16,
         /// The exposed ports.
         ports: Vec<u16>,
+    },
+    /// An egress rule is invalid.
+    #[error("desired LRP {process_guid:?}: egress rule {index}: {source}")]
+    EgressRule {
+        /// The LRP.
+        process_guid: String,
+        /// The rule's position in `egress_rules`.
+        index: usize,
+        /// What is wrong with it.
+        source: SecurityGroupError,
     },
     /// An update was made against an older version of the record.
     #[error("desired LRP {process_guid:?}: stale update (tag {given:?}, current {current:?})")]
@@ -136,6 +147,10 @@ pub struct DesiredLrp {
     /// Opaque data for the controller (at most 10 KB).
     #[serde(default)]
     pub annotation: String,
+    /// Outbound flows the instances may open (Cloud Foundry's security
+    /// groups); empty: none but replies.
+    #[serde(default)]
+    pub egress_rules: Vec<SecurityGroupRule>,
     /// Version of this record.
     #[serde(default)]
     pub modification_tag: ModificationTag,
@@ -177,6 +192,7 @@ impl DesiredLrp {
             log_guid: String::new(),
             metrics_guid: String::new(),
             annotation: String::new(),
+            egress_rules: Vec::new(),
             modification_tag: ModificationTag::default(),
         }
     }
@@ -203,7 +219,12 @@ impl DesiredLrp {
             });
         }
         self.validate_annotation(&self.annotation)?;
-        self.validate_routes(&self.routes)
+        self.validate_routes(&self.routes)?;
+        validate_rules(&self.egress_rules).map_err(|(index, source)| DesiredLrpError::EgressRule {
+            process_guid: self.process_guid.clone(),
+            index,
+            source,
+        })
     }
 
     fn validate_annotation(&self, annotation: &str) -> Result<(), DesiredLrpError> {
@@ -301,6 +322,7 @@ mod tests {
     use super::*;
     use crate::models::action::RunAction;
     use crate::models::check::Check;
+    use crate::models::security_group::SecurityProtocol;
 
     fn lrp() -> DesiredLrp {
         let mut lrp = DesiredLrp::new(
@@ -347,6 +369,16 @@ mod tests {
             bad.validate(),
             Err(DesiredLrpError::RoutePort { port: 9090, .. })
         ));
+        let mut bad = lrp();
+        let all = SecurityGroupRule::new(SecurityProtocol::All, &["0.0.0.0/0"]);
+        bad.egress_rules = vec![
+            all,
+            SecurityGroupRule::new(SecurityProtocol::Tcp, &["10.0.0.0/33"]),
+        ];
+        assert_eq!(
+            bad.validate().expect_err("bad rule").to_string(),
+            "desired LRP \"pg-1\": egress rule 1: protocol tcp needs ports or port_range"
+        );
     }
 
     #[test]
@@ -403,5 +435,6 @@ mod tests {
         .expect("parse minimal");
         assert_eq!(minimal.instances, 2);
         assert!(minimal.check_definition.is_none());
+        assert!(minimal.egress_rules.is_empty(), "stored records parse");
     }
 }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod desired_lrp;
 pub mod record;
 pub mod resource;
+pub mod security_group;
 pub mod task;
 
 pub use action::Action;
@@ -18,4 +19,7 @@ pub use check::{Check, CheckDefinition, HealthCheckKind};
 pub use desired_lrp::{DesiredLrp, DesiredLrpError, DesiredLrpUpdate, Route};
 pub use record::{ModificationTag, Outcome, Timestamp};
 pub use resource::{PlacementConstraint, Resource};
+pub use security_group::{
+    AddressRange, IcmpInfo, PortRange, SecurityGroupError, SecurityGroupRule, SecurityProtocol,
+};
 pub use task::{Task, TaskCallback, TaskDefinition, TaskError, TaskState};

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{Action, EnvVar};
 use super::record::{Outcome, Timestamp};
 use super::resource::{PlacementConstraint, Resource};
+use super::security_group::{validate_rules, SecurityGroupError, SecurityGroupRule};
 
 /// The result kept from the result file, in bytes.
 pub const MAX_RESULT_BYTES: usize = 10 * 1024;
@@ -76,6 +77,16 @@ pub enum TaskError {
         task_guid: String,
         /// Its size.
         bytes: usize,
+    },
+    /// An egress rule is invalid.
+    #[error("task {task_guid}: egress rule {index}: {source}")]
+    EgressRule {
+        /// The task.
+        task_guid: String,
+        /// The rule's position in `egress_rules`.
+        index: usize,
+        /// What is wrong with it.
+        source: SecurityGroupError,
     },
 }
 
@@ -158,6 +169,10 @@ pub struct TaskDefinition {
     /// Metrics source id.
     #[serde(default)]
     pub metrics_guid: String,
+    /// Outbound flows the container may open (Cloud Foundry's security
+    /// groups); empty: none but replies.
+    #[serde(default)]
+    pub egress_rules: Vec<SecurityGroupRule>,
 }
 
 impl TaskDefinition {
@@ -177,6 +192,7 @@ impl TaskDefinition {
             log_guid: String::new(),
             log_source: String::new(),
             metrics_guid: String::new(),
+            egress_rules: Vec::new(),
         }
     }
 
@@ -312,7 +328,13 @@ impl Task {
                 bytes,
             });
         }
-        Ok(())
+        validate_rules(&self.definition.egress_rules).map_err(|(index, source)| {
+            TaskError::EgressRule {
+                task_guid: self.task_guid.clone(),
+                index,
+                source,
+            }
+        })
     }
 
     fn check_edge(&self, to: TaskState) -> Result<(), TaskError> {

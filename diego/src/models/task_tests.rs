@@ -1,5 +1,6 @@
 use super::*;
 use crate::models::action::RunAction;
+use crate::models::security_group::{SecurityGroupError, SecurityProtocol};
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_unix_secs(secs)
@@ -176,6 +177,21 @@ fn validation_names_the_field() {
     let mut task = pending();
     task.definition.annotation = "a".repeat(MAX_ANNOTATION_BYTES + 1);
     assert!(matches!(task.validate(), Err(TaskError::Annotation { .. })));
+    let mut task = pending();
+    let dns = SecurityGroupRule::new(SecurityProtocol::Udp, &["0.0.0.0/0"]);
+    task.definition.egress_rules = vec![dns];
+    assert_eq!(
+        task.validate(),
+        Err(TaskError::EgressRule {
+            task_guid: "tg-1".into(),
+            index: 0,
+            source: SecurityGroupError::NoPorts {
+                protocol: SecurityProtocol::Udp
+            },
+        })
+    );
+    task.definition.egress_rules[0].ports = vec![53];
+    assert_eq!(task.validate(), Ok(()));
 }
 
 #[test]
@@ -183,5 +199,15 @@ fn json_round_trip() {
     let task = running();
     let v = serde_json::to_value(&task).expect("json");
     assert_eq!(v["state"], "RUNNING");
-    assert_eq!(serde_json::from_value::<Task>(v).expect("parse"), task);
+    assert_eq!(
+        serde_json::from_value::<Task>(v.clone()).expect("parse"),
+        task
+    );
+    let mut old = v;
+    old["definition"]
+        .as_object_mut()
+        .expect("definition")
+        .remove("egress_rules");
+    let parsed = serde_json::from_value::<Task>(old).expect("a record without egress_rules");
+    assert!(parsed.definition.egress_rules.is_empty());
 }
