@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use diego::models::action::Action;
 use diego::models::check::CheckDefinition;
+use diego::models::SecurityGroupRule;
 use serde::{Deserialize, Serialize};
 
 use super::state::ContainerState;
@@ -89,6 +90,10 @@ pub struct RunRequest {
     /// Tasks: a file in the container whose first 10 KB become the result.
     #[serde(default)]
     pub result_file: Option<String>,
+    /// Outbound flows the container may open, given to garden as NetOut
+    /// rules at create (empty: garden-net's default, replies only).
+    #[serde(default)]
+    pub egress_rules: Vec<SecurityGroupRule>,
 }
 
 impl RunRequest {
@@ -107,6 +112,7 @@ impl RunRequest {
             bind_mounts: Vec::new(),
             ports: Vec::new(),
             result_file: None,
+            egress_rules: Vec::new(),
         }
     }
 

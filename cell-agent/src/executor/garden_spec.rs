@@ -1,14 +1,16 @@
 //! What the executor asks garden for: the container spec of a run request
-//! (image, limits from the reservation, bind mounts) and the properties
-//! that let a restarted agent tell its containers apart.
+//! (image, limits from the reservation, bind mounts, NetOut rules from the
+//! egress rules) and the properties that let a restarted agent tell its
+//! containers apart.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use diego::models::check::CheckDefinition;
+use diego::models::{SecurityGroupError, SecurityGroupRule, SecurityProtocol};
 use garden_api::types::{
     BindMount as GardenMount, BindMountMode, BindMountOrigin, ContainerSpec, DiskLimitScope,
-    Properties,
+    IcmpControl, IpRange, NetOutRule, PortRange, Properties, Protocol,
 };
 
 use super::config::{ExecutorConfig, HEALTHCHECK_PATH};
@@ -37,6 +39,21 @@ pub const TAG_PREFIX: &str = "tag:";
 
 const MIB: u64 = 1024 * 1024;
 
+/// Why a run request has no garden spec.
+#[derive(Debug, thiserror::Error)]
+pub enum GardenSpecError {
+    /// An egress rule fails Diego's validation.
+    #[error("egress rule {index} ({rule}): {source}")]
+    EgressRule {
+        /// Its position in the request's rules.
+        index: usize,
+        /// The rule, summarised.
+        rule: String,
+        /// What is wrong with it.
+        source: SecurityGroupError,
+    },
+}
+
 /// The garden spec of `container` run as `request` from `image`.
 pub(crate) fn container_spec(
     config: &ExecutorConfig,
@@ -44,13 +61,14 @@ pub(crate) fn container_spec(
     request: &RunRequest,
     image: &str,
     healthcheck_binary: &Path,
-) -> ContainerSpec {
+) -> Result<ContainerSpec, GardenSpecError> {
     let r = container.resources;
     let mut spec = ContainerSpec {
         handle: container.guid.clone(),
         env: request.env.clone(),
         privileged: request.privileged,
         properties: properties(config, container, request),
+        net_out: net_out_rules(&request.egress_rules)?,
         ..ContainerSpec::default()
     };
     spec.image.uri = image.to_owned();
@@ -87,7 +105,61 @@ pub(crate) fn container_spec(
             origin: BindMountOrigin::Host,
         });
     }
-    spec
+    Ok(spec)
+}
+
+/// Garden NetOut rules allowing what `rules` allow, one each, in order
+/// (as Diego's executor converts them): destinations become address
+/// ranges, `ports` one range each (or the `port_range`), ICMP type or code
+/// -1 every type or code.
+pub fn net_out_rules(rules: &[SecurityGroupRule]) -> Result<Vec<NetOutRule>, GardenSpecError> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            net_out_rule(rule).map_err(|source| GardenSpecError::EgressRule {
+                index,
+                rule: rule.to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn net_out_rule(rule: &SecurityGroupRule) -> Result<NetOutRule, SecurityGroupError> {
+    rule.validate()?;
+    let networks = rule
+        .address_ranges()?
+        .into_iter()
+        .map(|r| IpRange {
+            start: Some(r.start.into()),
+            end: Some(r.end.into()),
+        })
+        .collect();
+    let icmps = rule
+        .icmp_info
+        .and_then(|i| {
+            let icmp_type = u8::try_from(i.icmp_type).ok()?;
+            let code = u8::try_from(i.code).ok();
+            Some(IcmpControl { icmp_type, code })
+        })
+        .filter(|_| rule.protocol == SecurityProtocol::Icmp);
+    Ok(NetOutRule {
+        protocol: match rule.protocol {
+            SecurityProtocol::Tcp => Protocol::Tcp,
+            SecurityProtocol::Udp => Protocol::Udp,
+            SecurityProtocol::Icmp => Protocol::Icmp,
+            SecurityProtocol::All => Protocol::All,
+        },
+        networks,
+        ports: rule
+            .port_ranges()
+            .into_iter()
+            .map(|(start, end)| PortRange { start, end })
+            .collect(),
+        icmps,
+        log: rule.log,
+    })
 }
 
 fn properties(config: &ExecutorConfig, container: &Container, request: &RunRequest) -> Properties {
@@ -165,6 +237,7 @@ mod tests {
 
     use diego::models::action::{Action, RunAction};
     use diego::models::check::{Check, CheckDefinition};
+    use diego::models::IcmpInfo;
 
     use super::*;
     use crate::executor::state::ContainerState;
@@ -204,7 +277,9 @@ mod tests {
             &request,
             "/rootfs",
             Path::new("/usr/bin/cell-agent"),
-        );
+        )
+        .expect("spec");
+        assert!(spec.net_out.is_empty(), "no egress rules: nothing allowed");
         assert_eq!(spec.limits.memory.limit_in_bytes, 128 * MIB);
         assert_eq!(spec.limits.disk.byte_hard, 256 * MIB);
         assert_eq!(spec.limits.disk.scope, DiskLimitScope::Exclusive);
@@ -219,5 +294,97 @@ mod tests {
         assert_eq!(d.tags, container.tags);
         assert_eq!(d.monitor, request.monitor);
         assert_eq!(d.result_file, None);
+    }
+
+    fn rule(protocol: SecurityProtocol, destinations: &[&str]) -> SecurityGroupRule {
+        SecurityGroupRule::new(protocol, destinations)
+    }
+
+    fn v4(a: [u8; 4], b: [u8; 4]) -> IpRange {
+        IpRange {
+            start: Some(std::net::Ipv4Addr::from(a).into()),
+            end: Some(std::net::Ipv4Addr::from(b).into()),
+        }
+    }
+
+    #[test]
+    fn egress_rules_become_net_out_rules_in_order() {
+        let public = rule(
+            SecurityProtocol::All,
+            &["0.0.0.0-9.255.255.255", "11.0.0.0-169.253.255.255"],
+        );
+        let mut dns = rule(SecurityProtocol::Udp, &["0.0.0.0/0"]);
+        dns.ports = vec![53, 5353];
+        let mut web = rule(SecurityProtocol::Tcp, &["10.1.2.3"]);
+        web.port_range = Some(diego::models::PortRange {
+            start: 8000,
+            end: 8099,
+        });
+        web.log = true;
+        let mut ping = rule(SecurityProtocol::Icmp, &["192.168.0.0/16"]);
+        ping.icmp_info = Some(IcmpInfo {
+            icmp_type: 8,
+            code: -1,
+        });
+        let mut any_icmp = ping.clone();
+        any_icmp.icmp_info = Some(IcmpInfo {
+            icmp_type: -1,
+            code: -1,
+        });
+        let out = net_out_rules(&[public, dns, web, ping, any_icmp]).expect("rules");
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[0].protocol, Protocol::All);
+        assert_eq!(
+            out[0].networks,
+            [
+                v4([0, 0, 0, 0], [9, 255, 255, 255]),
+                v4([11, 0, 0, 0], [169, 253, 255, 255])
+            ]
+        );
+        assert!(out[0].ports.is_empty() && out[0].icmps.is_none());
+        assert_eq!(out[1].protocol, Protocol::Udp);
+        assert_eq!(out[1].networks, [v4([0, 0, 0, 0], [255, 255, 255, 255])]);
+        assert_eq!(
+            out[1].ports,
+            [
+                PortRange { start: 53, end: 53 },
+                PortRange {
+                    start: 5353,
+                    end: 5353
+                }
+            ]
+        );
+        assert_eq!(out[2].protocol, Protocol::Tcp);
+        assert_eq!(out[2].networks, [v4([10, 1, 2, 3], [10, 1, 2, 3])]);
+        assert_eq!(
+            out[2].ports,
+            [PortRange {
+                start: 8000,
+                end: 8099
+            }]
+        );
+        assert!(out[2].log);
+        assert_eq!(out[3].protocol, Protocol::Icmp);
+        assert_eq!(
+            out[3].icmps,
+            Some(IcmpControl {
+                icmp_type: 8,
+                code: None
+            })
+        );
+        assert_eq!(out[4].icmps, None, "type -1: every ICMP message");
+    }
+
+    #[test]
+    fn a_bad_egress_rule_is_an_error_naming_it() {
+        let good = rule(SecurityProtocol::All, &["10.0.0.0/8"]);
+        let bad = rule(SecurityProtocol::Tcp, &["10.0.0.0/8"]);
+        let err = net_out_rules(&[good, bad]).expect_err("no ports");
+        assert_eq!(
+            err.to_string(),
+            "egress rule 1 (tcp to 10.0.0.0/8): protocol tcp needs ports or port_range"
+        );
+        let bad = rule(SecurityProtocol::All, &["10.0.0.0/40"]);
+        assert!(net_out_rules(&[bad]).is_err());
     }
 }

@@ -163,7 +163,8 @@ async fn create(
         request,
         image,
         &inner.healthcheck_binary,
-    );
+    )
+    .map_err(|e| format!("invalid container spec: {e}"))?;
     let started = std::time::Instant::now();
     inner
         .garden

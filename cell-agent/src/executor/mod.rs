@@ -40,7 +40,9 @@ pub use container::{
     BindMount, Container, ContainerKind, HealthStatus, LogConfig, PortMapping, Resources,
     RunRequest, RunResult,
 };
-pub use garden_spec::{DISK_MB, GUID, KIND, MAX_PIDS, MEMORY_MB, OWNER, TAG_PREFIX};
+pub use garden_spec::{
+    net_out_rules, GardenSpecError, DISK_MB, GUID, KIND, MAX_PIDS, MEMORY_MB, OWNER, TAG_PREFIX,
+};
 pub use log::{ChannelLogSink, LogLine, LogSink, LogStream, NullLogSink, MAX_LINE_BYTES};
 pub use metrics::ContainerMetrics;
 pub use reconcile::ReconcileReport;

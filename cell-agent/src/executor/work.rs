@@ -56,7 +56,7 @@ impl RunRequest {
     /// its action codependent with its checks (none, or an empty
     /// definition: the `process` check), its ports, and the instance
     /// variables CF apps read (`INSTANCE_INDEX`, `CF_INSTANCE_INDEX`,
-    /// `CF_INSTANCE_GUID`). A legacy `monitor` action is not run: without
+    /// `CF_INSTANCE_GUID`), its egress rules. A legacy `monitor` action is not run: without
     /// a check definition the instance gets the `process` check.
     pub fn for_lrp(lrp: &DesiredLrp, index: u32, instance_guid: &str) -> Self {
         let mut env = env(&lrp.env);
@@ -70,6 +70,7 @@ impl RunRequest {
         request.start_timeout =
             (lrp.start_timeout_ms > 0).then(|| Duration::from_millis(lrp.start_timeout_ms));
         request.ports = lrp.ports.clone();
+        request.egress_rules = lrp.egress_rules.clone();
         request.log = LogConfig {
             guid: lrp.log_guid.clone(),
             source_name: "CELL".into(),
@@ -78,11 +79,13 @@ impl RunRequest {
         request
     }
 
-    /// `task`: its action, its result file, its log source.
+    /// `task`: its action, its result file, its log source, its egress
+    /// rules.
     pub fn for_task(task: &TaskDefinition) -> Self {
         let mut request = Self::new(task.rootfs.clone(), task.action.clone());
         request.env = env(&task.env);
         request.result_file = (!task.result_file.is_empty()).then(|| task.result_file.clone());
+        request.egress_rules = task.egress_rules.clone();
         request.log = LogConfig {
             guid: task.log_guid.clone(),
             source_name: task.log_source.clone(),
@@ -140,8 +143,13 @@ mod tests {
             name: "A".into(),
             value: "1".into(),
         }];
+        lrp.egress_rules = vec![diego::models::SecurityGroupRule::new(
+            diego::models::SecurityProtocol::All,
+            &["10.0.0.0/8"],
+        )];
         let request = RunRequest::for_lrp(&lrp, 2, "inst-1");
         assert_eq!(request.kind(), ContainerKind::Lrp);
+        assert_eq!(request.egress_rules, lrp.egress_rules);
         assert_eq!(request.monitor, Some(CheckDefinition::default()));
         assert_eq!(request.start_timeout, Some(Duration::from_secs(5)));
         assert_eq!(
@@ -165,7 +173,12 @@ mod tests {
         let mut task = TaskDefinition::new("preloaded:cflinuxfs4", run());
         task.result_file = "/tmp/result.json".into();
         task.log_source = "STG".into();
+        task.egress_rules = vec![diego::models::SecurityGroupRule::new(
+            diego::models::SecurityProtocol::All,
+            &["0.0.0.0/0"],
+        )];
         let request = RunRequest::for_task(&task);
+        assert_eq!(request.egress_rules, task.egress_rules);
         assert_eq!(request.kind(), ContainerKind::Task);
         assert_eq!(request.result_file.as_deref(), Some("/tmp/result.json"));
         assert_eq!(request.log.source_name, "STG");
