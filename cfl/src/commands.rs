@@ -232,10 +232,11 @@ pub fn app(client: &mut Client, name: &str, as_json: bool) -> Result<(), ClientE
                     s(&i["uptime"]),
                     s(&i["usage"]["cpu"]),
                     s(&i["usage"]["mem"]),
+                    s(&i["details"]),
                 ]
             })
             .collect();
-        table(&["", "state", "uptime", "cpu", "memory"], &rows);
+        table(&["", "state", "uptime", "cpu", "memory", "details"], &rows);
     }
     Ok(())
 }

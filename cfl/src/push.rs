@@ -33,6 +33,9 @@ pub enum PushError {
     /// Every instance crashed.
     #[error("app {0} crashed: every instance is CRASHED")]
     Crashed(String),
+    /// A rolling restart's new version crashed; the old one still serves.
+    #[error("app {0}: the new version crashed ({1}); the previous version keeps running")]
+    NewVersionCrashed(String, String),
     /// Waiting took too long.
     #[error("timed out after {secs}s waiting for {what}")]
     Timeout {
@@ -315,8 +318,9 @@ fn wait_running(
     let mut last = String::new();
     loop {
         let stats = client.get(&format!("/v3/processes/{web}/stats"))?;
+        let rows = stats["resources"].as_array().cloned().unwrap_or_default();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for s in stats["resources"].as_array().into_iter().flatten() {
+        for s in &rows {
             *counts
                 .entry(s["state"].as_str().unwrap_or("UNKNOWN").to_owned())
                 .or_default() += 1;
@@ -330,8 +334,25 @@ fn wait_running(
             println!("   instances: {summary}");
             last = summary;
         }
+        // A rolling restart is done when no new-version row waits beside
+        // the serving ones; a crashing new version ends the wait.
+        let rolling: Vec<&Value> = rows
+            .iter()
+            .filter(|r| {
+                r["details"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("rolling out"))
+            })
+            .collect();
+        if let Some(crashed) = rolling.iter().find(|r| r["state"] == "CRASHED") {
+            let what = crashed["details"]
+                .as_str()
+                .unwrap_or("new version")
+                .to_owned();
+            return Err(PushError::NewVersionCrashed(name.to_owned(), what));
+        }
         let total: usize = counts.values().sum();
-        if counts.contains_key("RUNNING") || total == 0 {
+        if (counts.contains_key("RUNNING") && rolling.is_empty()) || total == 0 {
             return Ok(());
         }
         if counts.get("CRASHED") == Some(&total) {

@@ -5,8 +5,9 @@
 //! buildpack lifecycle into a fresh container and runs the builder; the
 //! droplet goes back to the controller, the web process becomes an LRP
 //! whose two instances run on the two cells and answer with what the
-//! buildpack's `finalize` and `profile.d` put in the droplet. An app the
-//! buildpack does not detect fails its push with the lifecycle's reason.
+//! buildpack's `finalize` and `profile.d` put in the droplet. A new version
+//! that crashes fails its push while the old instances keep serving; an app
+//! the buildpack does not detect fails its push with the lifecycle's reason.
 
 mod common;
 
@@ -222,6 +223,35 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
     }
     let out = cfl_ok(home, home, &["app", &name]).await;
     assert!(out.contains("2/2"), "{out}");
+
+    // A new version that crashes: the push says so and fails, and the
+    // rolling restart leaves the old instances serving.
+    let o = cfl(
+        home,
+        &app,
+        &[
+            "push",
+            "-c",
+            "exit 1",
+            "--staging-timeout",
+            "120",
+            "--startup-timeout",
+            "60",
+        ],
+    )
+    .await;
+    let out = text(&o);
+    assert!(!o.status.success(), "push of a crashing version: {out}");
+    assert!(out.contains("the new version crashed"), "{out}");
+    for r in &running {
+        assert_eq!(
+            answer(&r.address, r.port),
+            "from-buildpack compiled",
+            "old instance {} on {} after the failed rollout",
+            r.index,
+            r.cell_id
+        );
+    }
 
     // Nothing detects this app: the build fails with the lifecycle's
     // reason and push exits non-zero.

@@ -463,11 +463,9 @@ async fn change_state(
     let s2 = s.clone();
     let app = blocking(move || {
         let app = load_app(&s2, &p, &guid)?;
-        let app = if restart {
-            set_state(&s2, app, "STOPPED", false)?
-        } else {
-            app
-        };
+        // A restart gives every process a new version without stopping
+        // first: the scheduler rolls the instances over, at least N-1 of N
+        // serving throughout (and all of them while the new version fails).
         set_state(&s2, app, state, restart || state == "STARTED")
     })
     .await?;

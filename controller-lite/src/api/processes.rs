@@ -15,6 +15,7 @@ use super::{
 };
 use crate::db::apps::{self, Process};
 use crate::db::query::Filter;
+use crate::db::scheduler::ActualLrp;
 use crate::lrps;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -301,6 +302,61 @@ async fn app_scale(
     do_scale(s, p, g, Some(k), body).await
 }
 
+/// The stats rows of a process: one per desired index (its first record),
+/// then the records of a rolling restart's new version that does not serve
+/// yet (or of indices being stopped), with `details` saying which.
+fn stats_resources(pr: &Process, running: bool, actuals: &[ActualLrp], now: i64) -> Vec<Value> {
+    let row = |index: i64, actual: Option<&ActualLrp>, details: Option<String>| {
+        let state = match actual.map(|a| a.state.as_str()) {
+            Some("RUNNING") => "RUNNING",
+            Some("CRASHED") => "CRASHED",
+            Some(_) => "STARTING",
+            None if running => "STARTING",
+            None => "DOWN",
+        };
+        let ports = actual
+            .and_then(|a| a.port)
+            .map(|port| vec![json!({"external": port, "internal": lrps::APP_PORT, "external_tls_proxy_port": null, "internal_tls_proxy_port": null})])
+            .unwrap_or_default();
+        json!({
+            "type": pr.kind, "index": index, "state": state,
+            "host": actual.map(|a| a.host.clone()).unwrap_or_default(),
+            "instance_ports": ports,
+            "uptime": actual.filter(|a| a.state == "RUNNING").map(|a| (now - a.since).max(0)).unwrap_or(0),
+            "mem_quota": pr.memory_in_mb * 1024 * 1024, "disk_quota": pr.disk_in_mb * 1024 * 1024,
+            "fds_quota": 16384, "isolation_segment": null, "details": details,
+            "usage": {
+                "time": crate::api::ts(now),
+                "cpu": actual.map(|a| a.cpu).unwrap_or(0.0),
+                "mem": actual.map(|a| a.mem).unwrap_or(0),
+                "disk": actual.map(|a| a.disk).unwrap_or(0),
+                "log_rate": 0,
+            },
+        })
+    };
+    let mut shown = vec![false; actuals.len()];
+    let mut resources: Vec<Value> = (0..pr.instances.max(0))
+        .map(|index| {
+            let found = actuals.iter().position(|a| a.index == index);
+            if let Some(i) = found {
+                shown[i] = true;
+            }
+            row(index, found.map(|i| &actuals[i]), None)
+        })
+        .collect();
+    // A rolling restart's new version that is not serving yet (starting,
+    // or crashing) shows beside the instances that serve.
+    for (a, _) in actuals.iter().zip(&shown).filter(|(_, shown)| !**shown) {
+        let details = if a.process_guid == pr.guid {
+            "stopping".to_owned()
+        } else {
+            format!("new version {} rolling out", a.process_guid)
+        };
+        resources.push(row(a.index, Some(a), Some(details)));
+    }
+    resources
+}
+
 async fn do_stats(
     s: Shared,
     p: Principal,
@@ -316,37 +372,7 @@ async fn do_stats(
     .await?;
     let now = crate::db::now();
     let running = app.state == "STARTED" && app.droplet_guid.is_some();
-    let resources: Vec<Value> = (0..pr.instances.max(0))
-        .map(|index| {
-            let actual = actuals.iter().find(|a| a.index == index);
-            let state = match actual.map(|a| a.state.as_str()) {
-                Some("RUNNING") => "RUNNING",
-                Some("CRASHED") => "CRASHED",
-                Some(_) => "STARTING",
-                None if running => "STARTING",
-                None => "DOWN",
-            };
-            let ports = actual
-                .and_then(|a| a.port)
-                .map(|port| vec![json!({"external": port, "internal": lrps::APP_PORT, "external_tls_proxy_port": null, "internal_tls_proxy_port": null})])
-                .unwrap_or_default();
-            json!({
-                "type": pr.kind, "index": index, "state": state,
-                "host": actual.map(|a| a.host.clone()).unwrap_or_default(),
-                "instance_ports": ports,
-                "uptime": actual.filter(|a| a.state == "RUNNING").map(|a| (now - a.since).max(0)).unwrap_or(0),
-                "mem_quota": pr.memory_in_mb * 1024 * 1024, "disk_quota": pr.disk_in_mb * 1024 * 1024,
-                "fds_quota": 16384, "isolation_segment": null, "details": null,
-                "usage": {
-                    "time": crate::api::ts(now),
-                    "cpu": actual.map(|a| a.cpu).unwrap_or(0.0),
-                    "mem": actual.map(|a| a.mem).unwrap_or(0),
-                    "disk": actual.map(|a| a.disk).unwrap_or(0),
-                    "log_rate": 0,
-                },
-            })
-        })
-        .collect();
+    let resources = stats_resources(&pr, running, &actuals, now);
     Ok(Json(json!({"resources": resources})))
 }
 
@@ -364,4 +390,70 @@ async fn app_stats(
     Path((g, k)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     do_stats(s, p, g, Some(k)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actual(pg: &str, index: i64, state: &str) -> ActualLrp {
+        ActualLrp {
+            process_guid: pg.into(),
+            index,
+            state: state.into(),
+            host: "10.0.0.1".into(),
+            port: Some(61001),
+            since: 100,
+            cpu: 0.0,
+            mem: 0,
+            disk: 0,
+        }
+    }
+
+    #[test]
+    fn a_crashing_new_version_shows_beside_the_serving_instances() {
+        let pr = Process {
+            guid: "web".into(),
+            app_guid: "app".into(),
+            kind: "web".into(),
+            command: None,
+            instances: 2,
+            memory_in_mb: 64,
+            disk_in_mb: 64,
+            health_check_type: "port".into(),
+            health_check_endpoint: None,
+            health_check_timeout: None,
+            health_check_invocation_timeout: None,
+            version: "v2".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let actuals = [
+            actual("web", 0, "RUNNING"),
+            actual("web", 1, "RUNNING"),
+            actual("web-v2", 0, "CRASHED"),
+        ];
+        let rows = stats_resources(&pr, true, &actuals, 160);
+        let shown: Vec<(i64, &str, Option<&str>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["index"].as_i64().unwrap_or(-1),
+                    r["state"].as_str().unwrap_or(""),
+                    r["details"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (0, "RUNNING", None),
+                (1, "RUNNING", None),
+                (0, "CRASHED", Some("new version web-v2 rolling out")),
+            ]
+        );
+        assert_eq!(rows[0]["uptime"], 60);
+        let idle = stats_resources(&pr, false, &[], 160);
+        assert!(idle.iter().all(|r| r["state"] == "DOWN"), "{idle:?}");
+    }
 }
