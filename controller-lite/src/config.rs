@@ -35,6 +35,26 @@
 //! # lifecycle_dir = "/usr/local/bin"   # lifecycle-builder, lifecycle-docker-builder
 //! #                                   # (default: beside the controller-lite binary)
 //! # insecure_docker_registries = ["registry.local:5000"]   # plain http or unverified TLS
+//! # What staging containers may reach (Cloud Foundry's staging security
+//! # groups). Default: the public networks (every protocol) and DNS (tcp and
+//! # udp 53 anywhere); private networks stay closed. Listing rules replaces
+//! # the defaults; `egress_rules = []` allows nothing but replies.
+//! # [[staging.egress_rules]]
+//! # protocol = "all"                   # tcp, udp, icmp or all
+//! # destinations = ["0.0.0.0-9.255.255.255", "11.0.0.0-169.253.255.255"]
+//! # [[staging.egress_rules]]
+//! # protocol = "tcp"
+//! # destinations = ["10.0.5.0/24"]     # address, CIDR or a.b.c.d-e.f.g.h
+//! # ports = [5000]                     # or port_range = { start = 5000, end = 5010 }
+//! # log = true                         # garden logs new connections
+//!
+//! [apps]
+//! # What app instances and run-task tasks may reach (the running security
+//! # groups); same shape and defaults as staging.egress_rules.
+//! # [[apps.egress_rules]]
+//! # protocol = "icmp"
+//! # destinations = ["10.0.0.0/8"]
+//! # icmp_info = { type = 8, code = -1 } # -1: every type or code
 //!
 //! [tasks]
 //! timeout_secs = 86400       # a run-task task still running after this fails
@@ -67,6 +87,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use diego::models::{SecurityGroupError, SecurityGroupRule, SecurityProtocol};
 use serde::Deserialize;
 
 /// Why the configuration could not be loaded.
@@ -91,6 +112,18 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// An egress rule fails Diego's validation.
+    #[error("invalid config: {section}.egress_rules[{index}] ({rule}): {source}")]
+    EgressRule {
+        /// `staging` or `apps`.
+        section: &'static str,
+        /// Its position in the list.
+        index: usize,
+        /// The rule, summarised.
+        rule: String,
+        /// What is wrong with it.
+        source: SecurityGroupError,
+    },
 }
 
 /// The whole configuration.
@@ -121,6 +154,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Staging defaults and timeout.
     pub staging: StagingConfig,
+    /// App instance settings.
+    pub apps: AppsConfig,
     /// App task (`run-task`) settings.
     pub tasks: TasksConfig,
     /// Database connections.
@@ -240,6 +275,50 @@ pub struct StagingConfig {
     pub lifecycle_dir: Option<PathBuf>,
     /// Registries docker staging may reach over plain HTTP or unverified TLS.
     pub insecure_docker_registries: Vec<String>,
+    /// What staging containers may reach (default: [`default_egress_rules`]).
+    pub egress_rules: Vec<SecurityGroupRule>,
+}
+
+/// App instance settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfig {
+    /// What app instances and run-task tasks may reach (default:
+    /// [`default_egress_rules`]).
+    pub egress_rules: Vec<SecurityGroupRule>,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            egress_rules: default_egress_rules(),
+        }
+    }
+}
+
+/// The public networks Cloud Foundry's default security group opens:
+/// everything but 10/8, 169.254/16, 172.16/12 and 192.168/16.
+pub const PUBLIC_NETWORKS: [&str; 5] = [
+    "0.0.0.0-9.255.255.255",
+    "11.0.0.0-169.253.255.255",
+    "169.255.0.0-172.15.255.255",
+    "172.32.0.0-192.167.255.255",
+    "192.169.0.0-255.255.255.255",
+];
+
+/// Cloud Foundry's default security groups: every protocol to the
+/// [`PUBLIC_NETWORKS`], and DNS (tcp and udp port 53) anywhere.
+pub fn default_egress_rules() -> Vec<SecurityGroupRule> {
+    let dns = |protocol| {
+        let mut rule = SecurityGroupRule::new(protocol, &["0.0.0.0/0"]);
+        rule.ports = vec![53];
+        rule
+    };
+    vec![
+        SecurityGroupRule::new(SecurityProtocol::All, &PUBLIC_NETWORKS),
+        dns(SecurityProtocol::Tcp),
+        dns(SecurityProtocol::Udp),
+    ]
 }
 
 /// App task settings.
@@ -306,6 +385,7 @@ impl Default for Config {
             }],
             auth: AuthConfig::default(),
             staging: StagingConfig::default(),
+            apps: AppsConfig::default(),
             tasks: TasksConfig::default(),
             database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
@@ -338,6 +418,7 @@ impl Default for StagingConfig {
             disk_mb: 4096,
             lifecycle_dir: None,
             insecure_docker_registries: Vec::new(),
+            egress_rules: default_egress_rules(),
         }
     }
 }
@@ -437,6 +518,8 @@ impl Config {
         {
             return invalid("scheduler intervals, TTLs and timeouts must be positive");
         }
+        check_egress_rules("staging", &self.staging.egress_rules)?;
+        check_egress_rules("apps", &self.apps.egress_rules)?;
         for user in &self.auth.users {
             if user.password.is_none() == user.password_hash.is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -463,6 +546,20 @@ impl Config {
             }
         }
     }
+}
+
+fn check_egress_rules(
+    section: &'static str,
+    rules: &[SecurityGroupRule],
+) -> Result<(), ConfigError> {
+    diego::models::security_group::validate_rules(rules).map_err(|(index, source)| {
+        ConfigError::EgressRule {
+            section,
+            index,
+            rule: rules[index].to_string(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -495,5 +592,84 @@ mod tests {
         assert_eq!(tls.base_url(), "https://127.0.0.1:9022");
         let both = "[[auth.users]]\nname='a'\npassword='x'\npassword_hash='y'";
         assert!(matches!(Config::parse(both), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn egress_rules_default_to_cloud_foundrys_security_groups() {
+        let c = Config::parse("").expect("parse");
+        assert_eq!(c.staging.egress_rules, default_egress_rules());
+        assert_eq!(c.apps.egress_rules, default_egress_rules());
+        let rules = default_egress_rules();
+        assert_eq!(rules[0].protocol, SecurityProtocol::All);
+        assert_eq!(rules[0].destinations, PUBLIC_NETWORKS);
+        assert_eq!(rules[1].to_string(), "tcp to 0.0.0.0/0 ports [53]");
+        assert_eq!(rules[2].to_string(), "udp to 0.0.0.0/0 ports [53]");
+        let private = rules[0].address_ranges().expect("ranges");
+        for ip in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254"] {
+            let ip: std::net::Ipv4Addr = ip.parse().expect("ip");
+            assert!(
+                !private.iter().any(|r| r.start <= ip && ip <= r.end),
+                "{ip} is private"
+            );
+        }
+    }
+
+    #[test]
+    fn egress_rules_from_toml_replace_the_defaults() {
+        let c = Config::parse(
+            r#"
+            [staging]
+            egress_rules = []
+            [[apps.egress_rules]]
+            protocol = "tcp"
+            destinations = ["10.0.5.0/24"]
+            port_range = { start = 5000, end = 5010 }
+            log = true
+            [[apps.egress_rules]]
+            protocol = "icmp"
+            destinations = ["10.0.0.1-10.0.0.9"]
+            icmp_info = { type = 8, code = -1 }
+            "#,
+        )
+        .expect("parse");
+        assert!(c.staging.egress_rules.is_empty());
+        assert_eq!(c.apps.egress_rules.len(), 2);
+        assert!(c.apps.egress_rules[0].log);
+        assert_eq!(c.apps.egress_rules[0].port_ranges(), [(5000, 5010)]);
+        assert_eq!(
+            c.apps.egress_rules[1]
+                .icmp_info
+                .map(|i| (i.icmp_type, i.code)),
+            Some((8, -1))
+        );
+    }
+
+    #[test]
+    fn a_bad_egress_rule_is_a_startup_error_naming_it() {
+        let bad = r#"
+            [[staging.egress_rules]]
+            protocol = "all"
+            destinations = ["0.0.0.0/0"]
+            [[staging.egress_rules]]
+            protocol = "tcp"
+            destinations = ["10.0.0.0/33"]
+            ports = [443]
+            "#;
+        let err = Config::parse(bad).expect_err("bad CIDR").to_string();
+        assert_eq!(
+            err,
+            "invalid config: staging.egress_rules[1] (tcp to 10.0.0.0/33 ports [443]): \
+             destination \"10.0.0.0/33\": not a valid CIDR (a.b.c.d/0-32)"
+        );
+        let no_ports = "[[apps.egress_rules]]\nprotocol = 'udp'\ndestinations = ['0.0.0.0/0']";
+        let err = Config::parse(no_ports).expect_err("no ports").to_string();
+        assert!(err.contains("apps.egress_rules[0]"), "{err}");
+        assert!(err.contains("needs ports"), "{err}");
+        let unknown = "[[apps.egress_rules]]\nprotocol = 'sctp'\ndestinations = ['0.0.0.0/0']";
+        let err = Config::parse(unknown).expect_err("protocol").to_string();
+        assert!(err.contains("sctp"), "{err}");
+        let typo = "[[apps.egress_rules]]\nprotocol = 'all'\ndestination = ['0.0.0.0/0']";
+        let err = Config::parse(typo).expect_err("typo").to_string();
+        assert!(err.contains("destination"), "{err}");
     }
 }

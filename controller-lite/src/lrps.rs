@@ -85,6 +85,7 @@ pub fn desired_lrp(
             Vec::new()
         },
         log_source_id: app.guid.clone(),
+        egress_rules: staging.app_egress_rules().to_vec(),
     }
 }
 

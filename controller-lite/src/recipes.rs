@@ -231,6 +231,7 @@ pub fn desired_lrp(lrp: &DesiredLrp, default_stack: &str) -> Result<d::DesiredLr
     out.log_guid.clone_from(&lrp.log_source_id);
     out.metrics_guid.clone_from(&lrp.app_guid);
     out.annotation = serde_json::json!({"app_guid": lrp.app_guid, "process_type": lrp.process_type, "version": lrp.version}).to_string();
+    out.egress_rules.clone_from(&lrp.egress_rules);
     out.validate()?;
     Ok(out)
 }
@@ -430,6 +431,7 @@ pub fn task_definition(
     out.log_guid.clone_from(&task.log_source_id);
     out.log_source.clone_from(&task.log_source_type);
     out.metrics_guid.clone_from(&task.app_guid);
+    out.egress_rules.clone_from(&task.egress_rules);
     Ok(out)
 }
 
@@ -438,6 +440,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::config::default_egress_rules;
     use crate::scheduler::{BuildpackSpec, HealthCheck};
 
     fn blob(name: &str) -> BlobLocation {
@@ -472,6 +475,7 @@ mod tests {
             },
             routes: vec!["a.example.com".into()],
             log_source_id: "app".into(),
+            egress_rules: default_egress_rules(),
         }
     }
 
@@ -516,6 +520,24 @@ mod tests {
             }]
         );
         assert_eq!(d.routes[0].hostnames, vec!["a.example.com".to_owned()]);
+        assert_eq!(d.egress_rules, default_egress_rules());
+    }
+
+    #[test]
+    fn a_process_with_a_bad_egress_rule_has_no_recipe() {
+        let mut bad = lrp("port");
+        bad.egress_rules = vec![d::SecurityGroupRule::new(
+            d::SecurityProtocol::Udp,
+            &["0.0.0.0/0"],
+        )];
+        let err = desired_lrp(&bad, "s").expect_err("no ports");
+        assert!(
+            matches!(
+                err,
+                RecipeError::Invalid(d::DesiredLrpError::EgressRule { index: 0, .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -577,8 +599,10 @@ mod tests {
                 lifecycle: Some(blob("lifecycles")),
             },
             deadline: 0,
+            egress_rules: default_egress_rules(),
         };
         let t = task_definition(&task, "cflinuxfs4").expect("recipe");
+        assert_eq!(t.egress_rules, default_egress_rules());
         assert_eq!(t.rootfs, "preloaded:cflinuxfs4");
         assert_eq!(t.result_file, "/tmp/result.json");
         assert!(t

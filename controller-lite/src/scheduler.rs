@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use diego::models::SecurityGroupRule;
 use serde::{Deserialize, Serialize};
 
 use crate::db::scheduler::{self as rows, ActualLrp};
@@ -131,6 +132,10 @@ pub struct TaskDefinition {
     pub action: TaskAction,
     /// Unix time after which the task fails if not complete.
     pub deadline: i64,
+    /// Outbound flows the task's container may open (staging:
+    /// `[staging] egress_rules`, run-task: `[apps] egress_rules`).
+    #[serde(default)]
+    pub egress_rules: Vec<SecurityGroupRule>,
 }
 
 /// Health check of an LRP.
@@ -181,6 +186,9 @@ pub struct DesiredLrp {
     pub routes: Vec<String>,
     /// Log-cache source id.
     pub log_source_id: String,
+    /// Outbound flows the instances may open (`[apps] egress_rules`).
+    #[serde(default)]
+    pub egress_rules: Vec<SecurityGroupRule>,
 }
 
 /// What the controller needs from a scheduler. Calls are synchronous and

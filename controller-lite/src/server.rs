@@ -266,6 +266,8 @@ fn build_state(
         base_url: base_url.clone(),
         lifecycles: Arc::new(lifecycles),
         insecure_docker_registries: config.staging.insecure_docker_registries.clone(),
+        staging_egress_rules: config.staging.egress_rules.clone(),
+        app_egress_rules: config.apps.egress_rules.clone(),
     };
     let staging = Arc::new(Staging::new(
         db.clone(),

@@ -267,6 +267,7 @@ async fn task_lifecycle_through_the_internal_api() -> Result<()> {
             command: "true".into(),
         },
         deadline: i64::MAX,
+        egress_rules: Vec::new(),
     };
     let s = ctl.controller().state.scheduler.clone();
     tokio::task::spawn_blocking(move || s.submit_task(&def)).await??;

@@ -174,6 +174,7 @@ pub fn app_lrp(process_guid: &str, version: &str, instances: i64) -> DesiredLrp 
         },
         routes: vec!["app.example.com".into()],
         log_source_id: "app".into(),
+        egress_rules: Vec::new(),
     }
 }
 

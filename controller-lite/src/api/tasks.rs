@@ -112,6 +112,7 @@ async fn create_task(
                 command,
             },
             deadline,
+            egress_rules: s2.staging.app_egress_rules().to_vec(),
         };
         s2.scheduler.submit_task(&def)?;
         Ok(task)

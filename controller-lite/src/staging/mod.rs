@@ -17,6 +17,8 @@ use completion::complete_build;
 use std::path::Path;
 use std::sync::Arc;
 
+use diego::models::SecurityGroupRule;
+
 use crate::blobstore::{BlobError, BlobKind, Blobstore};
 use crate::db::builds::{self, Build};
 use crate::db::{apps, buildpacks, packages, scheduler as rows, tasks, Db, DbError, StoredBlob};
@@ -129,6 +131,11 @@ pub struct StagingSettings {
     pub lifecycles: Arc<Lifecycles>,
     /// Registries docker staging reaches without verified TLS.
     pub insecure_docker_registries: Vec<String>,
+    /// What staging containers may reach (`[staging] egress_rules`).
+    pub staging_egress_rules: Vec<SecurityGroupRule>,
+    /// What app instances and run-task tasks may reach
+    /// (`[apps] egress_rules`).
+    pub app_egress_rules: Vec<SecurityGroupRule>,
 }
 
 /// Staging orchestration.
@@ -173,6 +180,11 @@ impl Staging {
     /// The lifecycle bundles this controller serves.
     pub fn lifecycles(&self) -> &Lifecycles {
         &self.settings.lifecycles
+    }
+
+    /// What app instances and run-task tasks may reach (`[apps] egress_rules`).
+    pub fn app_egress_rules(&self) -> &[SecurityGroupRule] {
+        &self.settings.app_egress_rules
     }
 
     /// The download link and checksums of a blob.
@@ -401,6 +413,7 @@ impl Staging {
             result_file: Some("/tmp/result.json".into()),
             action,
             deadline: build.staging_deadline,
+            egress_rules: self.settings.staging_egress_rules.clone(),
         })
     }
 

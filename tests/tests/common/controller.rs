@@ -250,6 +250,7 @@ pub fn app_process(
         },
         routes: vec![format!("{process_guid}.apps.lite.internal")],
         log_source_id: process_guid.into(),
+        egress_rules: Vec::new(),
     }
 }
 
