@@ -7,7 +7,9 @@
 //! The bundles are built at start from the binaries in the configured
 //! directory into `<data_dir>/lifecycles/`, byte-for-byte reproducible (no
 //! timestamps), so their SHA-256, and with it the cells' download cache
-//! key, changes only when a binary does. A missing binary is a warning, not
+//! key, changes only when a binary does. A bundle whose binary has not
+//! changed (size and modification time, kept beside it) is reused, so a
+//! restart does not compress the binaries again. A missing binary is a warning, not
 //! a startup failure: its staging tasks fail on the cell with the
 //! download's 404, and the controller says why at start.
 
@@ -150,7 +152,47 @@ pub fn prepare(dir: &Path, out: &Path) -> Result<Lifecycles, LifecycleError> {
     Ok(Lifecycles { bundles })
 }
 
+/// What a bundle was built from, and its digests: `<name>.source`.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Source {
+    binary_size: u64,
+    binary_mtime_ns: i128,
+    size: u64,
+    sha1: String,
+    sha256: String,
+}
+
+fn source_of(binary: &Path) -> std::io::Result<(u64, i128)> {
+    let meta = std::fs::metadata(binary)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+    Ok((meta.len(), mtime))
+}
+
+/// The bundle built earlier from this very binary, if it is still there.
+fn reuse(kind: Kind, binary: &Path, out: &Path) -> Option<Bundle> {
+    let path = out.join(format!("{}.tgz", kind.name()));
+    let text = std::fs::read_to_string(out.join(format!("{}.source", kind.name()))).ok()?;
+    let kept: Source = serde_json::from_str(&text).ok()?;
+    let (binary_size, binary_mtime_ns) = source_of(binary).ok()?;
+    let size = std::fs::metadata(&path).ok()?.len();
+    (kept.binary_size == binary_size
+        && kept.binary_mtime_ns == binary_mtime_ns
+        && kept.size == size)
+        .then(|| Bundle {
+            path,
+            size,
+            sha1: kept.sha1,
+            sha256: kept.sha256,
+        })
+}
+
 fn build(kind: Kind, binary: &Path, out: &Path) -> Result<Bundle, LifecycleError> {
+    if let Some(bundle) = reuse(kind, binary, out) {
+        return Ok(bundle);
+    }
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| LifecycleError::Io { what, path, source }
@@ -167,10 +209,7 @@ fn build(kind: Kind, binary: &Path, out: &Path) -> Result<Bundle, LifecycleError
     header.set_gid(0);
     header.set_entry_type(tar::EntryType::Regular);
     // Reproducible bytes: no gzip timestamp or file name either.
-    let gz = GzEncoder::new(
-        BufWriter::new(tmp.as_file()),
-        flate2::Compression::default(),
-    );
+    let gz = GzEncoder::new(BufWriter::new(tmp.as_file()), flate2::Compression::fast());
     let mut archive = tar::Builder::new(gz);
     archive
         .append_data(&mut header, kind.entry(), &mut src)
@@ -189,6 +228,19 @@ fn build(kind: Kind, binary: &Path, out: &Path) -> Result<Bundle, LifecycleError
     })?;
     let file = File::open(&path).map_err(io("open", &path))?;
     let (size, sha1, sha256) = blobstore::digest(file).map_err(io("read", &path))?;
+    // Best effort: without it the next start builds the bundle again.
+    if let Ok((binary_size, binary_mtime_ns)) = source_of(binary) {
+        let source = Source {
+            binary_size,
+            binary_mtime_ns,
+            size,
+            sha1: sha1.clone(),
+            sha256: sha256.clone(),
+        };
+        if let Ok(text) = serde_json::to_string(&source) {
+            let _ = std::fs::write(out.join(format!("{}.source", kind.name())), text);
+        }
+    }
     Ok(Bundle {
         path,
         size,
@@ -230,6 +282,13 @@ mod tests {
         e.read_to_string(&mut body).expect("read");
         assert_eq!(body, "#!/bin/sh\n");
         assert!(entries.next().is_none());
+        // A changed binary is packed again, not reused.
+        std::fs::write(dir.path().join("lifecycle-builder"), b"#!/bin/sh\n#2\n").expect("bin");
+        let changed = prepare(dir.path(), &out).expect("prepare changed");
+        assert_ne!(
+            changed.get(Kind::Buildpack).expect("buildpack").sha256,
+            a.sha256
+        );
     }
 
     #[test]
