@@ -220,7 +220,15 @@ pub fn app(client: &mut Client, name: &str, as_json: bool) -> Result<(), ClientE
         );
         println!("memory usage:   {}M", s(&p["memory_in_mb"]));
         println!("disk:           {}M", s(&p["disk_in_mb"]));
-        println!("start command:  {}", s(&p["command"]));
+        // No command of its own: the droplet's for this process type.
+        let command = match &p["command"] {
+            Value::Null => droplet
+                .as_ref()
+                .map(|d| s(&d["process_types"][s(&p["type"]).as_str()]))
+                .unwrap_or_default(),
+            c => s(c),
+        };
+        println!("start command:  {command}");
         let rows: Vec<Vec<String>> = p["stats"]
             .as_array()
             .into_iter()

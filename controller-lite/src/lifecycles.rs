@@ -181,7 +181,7 @@ fn reuse(kind: Kind, binary: &Path, out: &Path) -> Option<Bundle> {
     (kept.binary_size == binary_size
         && kept.binary_mtime_ns == binary_mtime_ns
         && kept.size == size)
-        .then(|| Bundle {
+        .then_some(Bundle {
             path,
             size,
             sha1: kept.sha1,

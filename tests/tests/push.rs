@@ -222,7 +222,13 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
         );
     }
     let out = cfl_ok(home, home, &["app", &name]).await;
-    assert!(out.contains("2/2"), "{out}");
+    for want in [
+        "2/2",
+        "buildpacks:        e2e_buildpack",
+        "start command:  exec nc -ll",
+    ] {
+        assert!(out.contains(want), "cfl app lacks {want:?}:\n{out}");
+    }
 
     // A new version that crashes: the push says so and fails, and the
     // rolling restart leaves the old instances serving.

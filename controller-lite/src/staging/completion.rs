@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{Completion, TaskOutcome};
 use crate::db::builds::{self, Build, Droplet};
-use crate::db::{packages, DbError};
+use crate::db::{buildpacks, packages, DbError};
 
 /// `result.json` of a staging task (REFERENCE §3, §4).
 #[derive(Debug, Deserialize)]
@@ -110,8 +110,13 @@ pub(super) fn complete_build(
         .buildpacks
         .iter()
         .map(|b| {
+            // An admin buildpack's key is its guid: show its name.
+            let admin = buildpacks::get(tx, &b.key).ok().flatten().map(|bp| bp.name);
+            let name = admin
+                .as_deref()
+                .unwrap_or(if b.key.is_empty() { &b.name } else { &b.key });
             serde_json::json!({
-                "name": if b.key.is_empty() { &b.name } else { &b.key },
+                "name": name,
                 "buildpack_name": b.name,
                 "detect_output": parsed.lifecycle_metadata.detected_buildpack,
                 "version": b.version,
