@@ -230,6 +230,43 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
         assert!(out.contains(want), "cfl app lacks {want:?}:\n{out}");
     }
 
+    // `cfl restart` rolls the instances over: one of the two serves
+    // throughout, then both run the new version.
+    let fewest = {
+        let watch = async {
+            let mut fewest = i64::MAX;
+            loop {
+                fewest = fewest.min(ctl.running_all_versions(&name).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = ctl.web_process(&name).await;
+                if now != web && ctl.running(&now).await.len() == 2 {
+                    return fewest;
+                }
+            }
+        };
+        let restart = async {
+            cfl_ok(home, home, &["restart", &name]).await;
+        };
+        let (fewest, ()) = tokio::join!(
+            async {
+                tokio::time::timeout(LONG, watch)
+                    .await
+                    .expect("restart rolled over")
+            },
+            restart
+        );
+        fewest
+    };
+    assert!(
+        fewest >= 1,
+        "a restart of 2 instances left {fewest} running"
+    );
+    let web = ctl.web_process(&name).await;
+    let running = ctl.running(&web).await;
+    for r in &running {
+        assert_eq!(answer(&r.address, r.port), "from-buildpack compiled");
+    }
+
     // A new version that crashes: the push says so and fails, and the
     // rolling restart leaves the old instances serving.
     let o = cfl(

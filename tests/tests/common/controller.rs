@@ -154,6 +154,25 @@ impl Ctl {
             .expect("the app's web process")
     }
 
+    /// RUNNING instances of every version of app `name`'s web process.
+    pub async fn running_all_versions(&self, name: &str) -> i64 {
+        let name = name.to_owned();
+        self.controller()
+            .state
+            .db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM bbs_actual_lrps WHERE state = 'RUNNING' \
+                     AND process_guid LIKE (SELECT p.guid || '-%' FROM processes p \
+                     JOIN apps a ON a.guid = p.app_guid WHERE a.name = ? AND p.type = 'web')",
+                    [name],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await
+            .expect("RUNNING records of the app")
+    }
+
     /// RUNNING instances of the diego process `diego_guid`, by index.
     pub async fn running(&self, diego_guid: &str) -> Vec<Running> {
         let pg = diego_guid.to_owned();
