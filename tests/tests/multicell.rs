@@ -11,8 +11,8 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::cell::{Cell, CellSpec};
-use common::controller::{app_process, make_droplet, serve_droplet, Ctl, Running, STACK};
+use common::cell::start_cells;
+use common::controller::{app_process, make_droplet, serve_droplet, Ctl, Running};
 
 /// Presence TTL of the controller (and the agents' own).
 const TTL: Duration = Duration::from_secs(3);
@@ -69,25 +69,8 @@ async fn lrp_spreads_over_cells_and_recovers_from_a_lost_cell() {
     let droplet = serve_droplet(&make_droplet(scratch.path()));
     let ctl = Ctl::start(TTL.as_secs(), 30).await;
 
-    let mut cells = Vec::new();
-    for k in 0..2u32 {
-        let cell_id = format!("mc-{pid}-cell{k}");
-        let spec = CellSpec {
-            k,
-            key: ctl.cell_key(&cell_id).await,
-            cell_id,
-            zone: format!("z{k}"),
-            controller_url: ctl.base.clone(),
-            stack: STACK.into(),
-        };
-        cells.push(Cell::start(&spec));
-    }
+    let mut cells = start_cells(&ctl, "mc", 0..2).await;
     let ids: Vec<String> = cells.iter().map(|c| c.cell_id.clone()).collect();
-    common::wait_for("both cells present", LONG, || async {
-        let present = ctl.present_cells().await;
-        ids.iter().all(|id| present.contains(id)).then_some(())
-    })
-    .await;
 
     // An app process of 4 instances (the buildpack recipe: droplet
     // download, launcher, port health check on 8080).

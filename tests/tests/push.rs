@@ -17,8 +17,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::cell::{Cell, CellSpec};
-use common::controller::{Ctl, ADMIN_PASSWORD, STACK};
+use common::cell::start_cells;
+use common::controller::{Ctl, ADMIN_PASSWORD};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -102,6 +102,19 @@ async fn cfl_ok(home: &Path, cwd: &Path, args: &[&str]) -> String {
     out
 }
 
+/// `cfl push` in `dir` with the test's timeouts and `extra` arguments.
+async fn push(home: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "push",
+        "--staging-timeout",
+        "120",
+        "--startup-timeout",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    cfl(home, dir, &args).await
+}
+
 /// What the instance at `address:port` answers.
 fn answer(address: &str, port: u16) -> String {
     let mut stream = TcpStream::connect((address, port))
@@ -119,25 +132,8 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
     common::assert_root();
     let pid = std::process::id();
     let ctl = Ctl::start(5, 30).await;
-    let mut cells = Vec::new();
-    for k in 2..4u32 {
-        let cell_id = format!("push-{pid}-cell{k}");
-        let spec = CellSpec {
-            k,
-            key: ctl.cell_key(&cell_id).await,
-            cell_id,
-            zone: format!("z{k}"),
-            controller_url: ctl.base.clone(),
-            stack: STACK.into(),
-        };
-        cells.push(Cell::start(&spec));
-    }
+    let cells = start_cells(&ctl, "push", 2..4).await;
     let ids: Vec<String> = cells.iter().map(|c| c.cell_id.clone()).collect();
-    common::wait_for("both cells present", LONG, || async {
-        let present = ctl.present_cells().await;
-        ids.iter().all(|id| present.contains(id)).then_some(())
-    })
-    .await;
 
     let work = tempfile::tempdir().expect("work dir");
     let home = work.path();
@@ -174,18 +170,7 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
     let app = home.join("app");
     write_app(&app, &name, true);
     let started = Instant::now();
-    let o = cfl(
-        home,
-        &app,
-        &[
-            "push",
-            "--staging-timeout",
-            "120",
-            "--startup-timeout",
-            "60",
-        ],
-    )
-    .await;
+    let o = push(home, &app, &[]).await;
     let out = text(&o);
     if !o.status.success() {
         // The whole staging log, also lines that reached the controller
@@ -269,20 +254,7 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
 
     // A new version that crashes: the push says so and fails, and the
     // rolling restart leaves the old instances serving.
-    let o = cfl(
-        home,
-        &app,
-        &[
-            "push",
-            "-c",
-            "exit 1",
-            "--staging-timeout",
-            "120",
-            "--startup-timeout",
-            "60",
-        ],
-    )
-    .await;
+    let o = push(home, &app, &["-c", "exit 1"]).await;
     let out = text(&o);
     assert!(!o.status.success(), "push of a crashing version: {out}");
     assert!(out.contains("the new version crashed"), "{out}");
@@ -301,18 +273,7 @@ async fn cfl_push_stages_on_a_cell_and_runs_on_both() {
     let other = home.join("other");
     let other_name = format!("nodetect-{pid}");
     write_app(&other, &other_name, false);
-    let o = cfl(
-        home,
-        &other,
-        &[
-            "push",
-            "--staging-timeout",
-            "120",
-            "--startup-timeout",
-            "60",
-        ],
-    )
-    .await;
+    let o = push(home, &other, &[]).await;
     let out = text(&o);
     assert!(!o.status.success(), "push of an undetectable app: {out}");
     for want in ["None of the buildpacks detected", "NoAppDetectedError"] {

@@ -231,3 +231,34 @@ fn remove_cgroups(parent: &str) {
     }
     let _ = std::fs::remove_dir(root.join(parent));
 }
+
+/// Starts one cell per `k` (cell ids `<prefix>-<pid>-cell<k>`, zones
+/// `z<k>`, the [`super::controller::STACK`] stack), each with its own key
+/// from `ctl`, and waits until all of them are present.
+pub async fn start_cells(
+    ctl: &super::controller::Ctl,
+    prefix: &str,
+    ks: std::ops::Range<u32>,
+) -> Vec<Cell> {
+    let pid = std::process::id();
+    let mut cells = Vec::new();
+    for k in ks {
+        let cell_id = format!("{prefix}-{pid}-cell{k}");
+        let spec = CellSpec {
+            k,
+            key: ctl.cell_key(&cell_id).await,
+            cell_id,
+            zone: format!("z{k}"),
+            controller_url: ctl.base.clone(),
+            stack: super::controller::STACK.into(),
+        };
+        cells.push(Cell::start(&spec));
+    }
+    let ids: Vec<String> = cells.iter().map(|c| c.cell_id.clone()).collect();
+    super::wait_for("every cell present", Duration::from_secs(60), || async {
+        let present = ctl.present_cells().await;
+        ids.iter().all(|id| present.contains(id)).then_some(())
+    })
+    .await;
+    cells
+}
