@@ -107,6 +107,7 @@ async fn per_cell_keys_guard_presence_and_events() -> Result<()> {
         "disk_limit_bytes": 0, "uptime_secs": 3}]});
     let murl = format!("{}/internal/v1/cells/cell-a/metrics", ctl.base);
     ensure!(call(Method::POST, murl.clone(), &b, Some(metrics.clone())).await? == 403);
+    let metrics_again = metrics.clone();
     ensure!(call(Method::POST, murl, &a, Some(metrics)).await? == 204);
     let s = ctl.controller().state.scheduler.clone();
     let actual = tokio::task::spawn_blocking(move || s.actual_lrps("p1")).await??;
@@ -114,6 +115,30 @@ async fn per_cell_keys_guard_presence_and_events() -> Result<()> {
         actual[0].mem == 1234 && actual[0].port == Some(61001),
         "{actual:?}"
     );
+    // ... and `/metrics`, beside the BBS gauges.
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", ctl.base))
+            .await?
+            .text()
+            .await
+    };
+    let text = scrape().await?;
+    for want in [
+        "controller_bbs_cells_present 1",
+        "controller_bbs_desired_instances 2",
+        "controller_bbs_actual_lrps{state=\"RUNNING\",presence=\"ORDINARY\"} 1",
+        "controller_bbs_actual_lrps{state=\"UNCLAIMED\",presence=\"ORDINARY\"} 1",
+        "controller_instance_memory_bytes{process_guid=\"p1-v1\",index=\"0\",instance_guid=\"i-0\",cell_id=\"cell-a\"} 1234",
+    ] {
+        ensure!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
+    }
+    // A batch covers all the cell's containers: one it omits is gone.
+    let murl = format!("{}/internal/v1/cells/cell-a/metrics", ctl.base);
+    let empty = json!({"containers": []});
+    ensure!(call(Method::POST, murl.clone(), &a, Some(empty)).await? == 204);
+    ensure!(!scrape().await?.contains("instance_guid=\"i-0\""));
+    ensure!(call(Method::POST, murl, &a, Some(metrics_again)).await? == 204);
+    ensure!(scrape().await?.contains("instance_guid=\"i-0\""));
 
     // The cell leaves: its RUNNING instance becomes SUSPECT, a replacement
     // is created at once.
@@ -132,6 +157,12 @@ async fn per_cell_keys_guard_presence_and_events() -> Result<()> {
         })
         .await?;
     ensure!(suspects == 1);
+    // The cell's container metrics left with it.
+    let text = scrape().await?;
+    ensure!(
+        !text.contains("instance_guid=\"i-0\"") && text.contains("controller_bbs_cells_present 0"),
+        "{text}"
+    );
 
     // The cell returns and reconciles: it reports the same instance
     // RUNNING, which is adopted into the empty slot; the suspect record goes.

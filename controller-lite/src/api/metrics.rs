@@ -103,7 +103,16 @@ pub async fn track(State(s): State<Shared>, req: Request, next: Next) -> Respons
     resp
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: request series, then (with the Diego scheduler) the
+/// BBS gauges and every instance's container metrics.
 pub async fn serve(State(s): State<Shared>) -> String {
-    s.metrics.render()
+    let mut out = s.metrics.render();
+    if let Some(bbs) = s.bbs.clone() {
+        match tokio::task::spawn_blocking(move || bbs.render_gauges()).await {
+            Ok(Ok(gauges)) => out.push_str(&gauges),
+            Ok(Err(e)) => tracing::warn!(error = %e, "BBS gauges unavailable"),
+            Err(e) => tracing::warn!(error = %e, "BBS gauges panicked"),
+        }
+    }
+    out
 }

@@ -237,6 +237,9 @@ impl Bbs {
         let expired = self
             .db
             .write_blocking(|tx| records::take_expired_cells(tx, now))?;
+        for cell_id in &expired {
+            self.forget_metrics_of(cell_id);
+        }
         if !expired.is_empty() {
             tracing::warn!(cells = ?expired, "cell presence expired");
             self.converge_once()?;

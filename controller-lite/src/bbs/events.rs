@@ -93,6 +93,7 @@ impl Bbs {
         let removed = self
             .db
             .write_blocking(|tx| records::delete_cell(tx, cell_id))?;
+        self.forget_metrics_of(cell_id);
         if removed {
             tracing::warn!(cell_id, "cell left");
             self.presence_changed.notify_one();
@@ -213,10 +214,16 @@ impl Bbs {
         })
     }
 
-    /// Keeps one container's latest metrics.
-    pub fn record_metrics(&self, m: ContainerMetrics) {
+    /// Keeps one container's latest metrics, as `cell_id` reported them.
+    pub fn record_metrics(&self, cell_id: &str, m: ContainerMetrics) {
         let mut all = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-        all.insert(m.instance_guid.clone(), m);
+        all.insert(m.instance_guid.clone(), (cell_id.to_owned(), m));
+    }
+
+    /// Forgets the metrics of a cell's containers (it left or was lost).
+    pub(super) fn forget_metrics_of(&self, cell_id: &str) {
+        let mut all = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, (cell, _)| cell != cell_id);
     }
 
     /// `POST /internal/v1/cells/{cell_id}/metrics`.
@@ -227,8 +234,12 @@ impl Bbs {
         batch: ContainerMetricsBatch,
     ) -> Result<(), BbsError> {
         authorize(caller, cell_id)?;
+        // A batch covers all the cell's containers: the ones it no longer
+        // lists are gone, so the map stays as large as what runs.
+        let mut all = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, (cell, _)| cell != cell_id);
         for m in batch.containers {
-            self.record_metrics(m);
+            all.insert(m.instance_guid.clone(), (cell_id.to_owned(), m));
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ mod auctioneer;
 mod cell_client;
 mod convergence;
 mod events;
+mod gauges;
 pub mod http;
 pub mod records;
 mod rollout;
@@ -204,7 +205,8 @@ pub struct Bbs {
     settings: BbsSettings,
     commands: UnboundedSender<Command>,
     queue: Mutex<Option<UnboundedReceiver<Command>>>,
-    metrics: Mutex<HashMap<String, ContainerMetrics>>,
+    /// Instance guid → (reporting cell, its latest metrics).
+    metrics: Mutex<HashMap<String, (String, ContainerMetrics)>>,
     staging: OnceLock<Arc<Staging>>,
     presence_changed: Notify,
     leader: AtomicBool,
@@ -295,7 +297,17 @@ impl Bbs {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(instance_guid)
+            .map(|(_, m)| m.clone())
+    }
+
+    /// Every instance's latest metrics with the cell that reported them.
+    pub fn all_metrics(&self) -> Vec<(String, ContainerMetrics)> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
             .cloned()
+            .collect()
     }
 
     /// Starts the auctioneer, the convergence loop, the presence-expiry

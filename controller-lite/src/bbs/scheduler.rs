@@ -307,17 +307,21 @@ impl Scheduler for DiegoScheduler {
             return Err(unknown());
         }
         let guid = format!("reported-{}-{index}", actual.process_guid);
-        self.bbs.record_metrics(diego::rep::ContainerMetrics {
-            process_guid: Some(actual.process_guid.clone()),
-            index: Some(index),
-            instance_guid: guid,
-            cpu_fraction: actual.cpu,
-            memory_bytes: u64::try_from(actual.mem).unwrap_or(0),
-            memory_limit_bytes: 0,
-            disk_bytes: u64::try_from(actual.disk).unwrap_or(0),
-            disk_limit_bytes: 0,
-            uptime_secs: 0,
-        });
+        let cell = format!("reported:{}", actual.host);
+        self.bbs.record_metrics(
+            &cell,
+            diego::rep::ContainerMetrics {
+                process_guid: Some(actual.process_guid.clone()),
+                index: Some(index),
+                instance_guid: guid,
+                cpu_fraction: actual.cpu,
+                memory_bytes: u64::try_from(actual.mem).unwrap_or(0),
+                memory_limit_bytes: 0,
+                disk_bytes: u64::try_from(actual.disk).unwrap_or(0),
+                disk_limit_bytes: 0,
+                uptime_secs: 0,
+            },
+        );
         Ok(())
     }
 
