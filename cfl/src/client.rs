@@ -30,6 +30,9 @@ pub enum ClientError {
     /// No `cfl login` yet, or the refresh token expired.
     #[error("not logged in: run `cfl login -a API -u USER -p PASSWORD`")]
     NotLoggedIn,
+    /// ^C (SIGINT) ended a command that waits, like `cfl logs`.
+    #[error("interrupted")]
+    Interrupted,
     /// No `cfl target` yet.
     #[error("no org and space targeted: run `cfl target -o ORG -s SPACE`")]
     NoTarget,

@@ -3,6 +3,8 @@
 //! `descending=true&limit=1000`, then reversed) and following (from just
 //! after the server's newest line, until the app is deleted).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -136,8 +138,13 @@ pub fn recent(client: &mut Client, app_guid: &str) -> Result<(), ClientError> {
 }
 
 /// `cfl logs`: prints every new line until the app is deleted (returns
-/// `Ok`) or the process is interrupted.
+/// `Ok`) or ^C ([`ClientError::Interrupted`]). SIGINT gets a handler of its
+/// own, so ^C ends following even where the shell started cfl with SIGINT
+/// ignored (a background job of a script).
 pub fn follow(client: &mut Client, app_guid: &str) -> Result<(), ClientError> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Without the handler, SIGINT keeps its inherited disposition.
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone());
     let mut next = next_start(client, app_guid)?;
     loop {
         let polled = poll_new(client, app_guid, next, |l| {
@@ -150,6 +157,11 @@ pub fn follow(client: &mut Client, app_guid: &str) -> Result<(), ClientError> {
             Err(e) => return Err(e),
         }
         std::io::Write::flush(&mut std::io::stdout()).ok();
-        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..5 {
+            if interrupted.load(Ordering::Relaxed) {
+                return Err(ClientError::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }

@@ -450,6 +450,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // ^C: the shell's convention, 128 + SIGINT.
+        Err(e)
+            if matches!(
+                e.downcast_ref(),
+                Some(cfl::client::ClientError::Interrupted)
+            ) =>
+        {
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("FAILED: {e:#}");
             ExitCode::FAILURE
