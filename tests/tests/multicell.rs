@@ -32,6 +32,19 @@ fn answer(r: &Running) -> String {
     out
 }
 
+/// Every instance answers `ok` on its cell address and host port.
+fn all_answer_ok(running: &[Running]) {
+    for r in running {
+        assert_eq!(
+            answer(r).trim(),
+            "ok",
+            "instance {} on {}",
+            r.index,
+            r.cell_id
+        );
+    }
+}
+
 /// `(address, port)` of `running`, sorted.
 fn endpoints(running: &[Running]) -> Vec<(String, u16)> {
     let mut out: Vec<(String, u16)> = running
@@ -90,15 +103,7 @@ async fn lrp_spreads_over_cells_and_recovers_from_a_lost_cell() {
         assert_eq!(on_cell(&running, id), 2, "not 2/2: {running:?}");
     }
     assert_eq!(ctl.routes(&diego_guid).await, endpoints(&running));
-    for r in &running {
-        assert_eq!(
-            answer(r).trim(),
-            "ok",
-            "instance {} on {}",
-            r.index,
-            r.cell_id
-        );
-    }
+    all_answer_ok(&running);
 
     // A lost cell: the agent dies, its garden and containers stay.
     let lost = ids[0].clone();
@@ -115,15 +120,7 @@ async fn lrp_spreads_over_cells_and_recovers_from_a_lost_cell() {
         recovery <= TTL + RECOVERY_SLACK,
         "recovery took {recovery:?} (TTL {TTL:?})"
     );
-    for r in &running {
-        assert_eq!(
-            answer(r).trim(),
-            "ok",
-            "instance {} on {}",
-            r.index,
-            r.cell_id
-        );
-    }
+    all_answer_ok(&running);
     assert_eq!(cells[1].containers().await.len(), 4);
     // The lost cell's instances left the routing table with their records.
     assert_eq!(ctl.routes(&diego_guid).await, endpoints(&running));
@@ -138,15 +135,7 @@ async fn lrp_spreads_over_cells_and_recovers_from_a_lost_cell() {
         (cells[1].containers().await.len() == 2).then_some(())
     })
     .await;
-    for r in &running {
-        assert_eq!(
-            answer(r).trim(),
-            "ok",
-            "instance {} on {}",
-            r.index,
-            r.cell_id
-        );
-    }
+    all_answer_ok(&running);
 
     drop(cells);
     ctl.stop().await;

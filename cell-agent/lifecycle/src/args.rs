@@ -146,6 +146,15 @@ fn looks_negative_number(arg: &str) -> bool {
     arg[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The process's own arguments, or the usage message and the exit status
+/// of a Go binary given bad flags (what both lifecycle binaries do first).
+pub fn parse_or_exit<P: Parser>() -> P {
+    parse(std::env::args_os()).unwrap_or_else(|e| {
+        e.print();
+        std::process::exit(e.exit_code())
+    })
+}
+
 /// Parses a Go-style command line (the program name first).
 pub fn parse<P: Parser>(args: impl IntoIterator<Item = OsString>) -> Result<P, ArgsError> {
     let args = normalise(args)?;

@@ -20,3 +20,15 @@ pub mod release;
 pub mod result;
 pub mod runner;
 pub mod staging;
+
+/// Warnings and errors on stderr unless `RUST_LOG` says otherwise (the
+/// binaries' stdout and stderr are the staging log).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}

@@ -205,7 +205,7 @@ impl Staging {
     /// Where cells download the lifecycle of `kind`: with checksums when
     /// this controller has it; without, the staging log says why and the
     /// cell's download fails on the 404.
-    fn lifecycle(&self, kind: lifecycles::Kind, app_guid: &str) -> Option<BlobLocation> {
+    fn lifecycle(&self, kind: lifecycles::Kind, app_guid: &str) -> BlobLocation {
         let url = format!(
             "{}/internal/v1/lifecycles/{}.tgz",
             self.settings.base_url,
@@ -224,12 +224,12 @@ impl Staging {
                 (String::new(), String::new(), 0)
             }
         };
-        Some(BlobLocation {
+        BlobLocation {
             url,
             sha256,
             sha1,
             size,
-        })
+        }
     }
 
     /// Writes an STG line; a failure to keep the line does not fail staging.
@@ -365,7 +365,7 @@ impl Staging {
         let action = if docker {
             TaskAction::DockerStaging {
                 image: package.docker_image.clone().unwrap_or_default(),
-                lifecycle: self.lifecycle(lifecycles::Kind::Docker, &app.guid),
+                lifecycle: Some(self.lifecycle(lifecycles::Kind::Docker, &app.guid)),
                 insecure_registries: self.settings.insecure_docker_registries.clone(),
             }
         } else {
@@ -389,7 +389,7 @@ impl Staging {
                 buildpack_cache: cache.map(|c| self.location(BlobKind::BuildpackCache, &c)),
                 droplet_upload_url: upload("droplet"),
                 buildpack_cache_upload_url: upload("buildpack_cache"),
-                lifecycle: self.lifecycle(lifecycles::Kind::Buildpack, &app.guid),
+                lifecycle: Some(self.lifecycle(lifecycles::Kind::Buildpack, &app.guid)),
             }
         };
         let mut env = app.environment.clone();
